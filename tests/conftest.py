@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from reference import require_reference, synth_state_dict
 
 

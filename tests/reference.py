@@ -43,7 +43,9 @@ def _synth_module() -> ModuleType:
 def synth_state_dict(manifest: str) -> dict[str, torch.Tensor]:
     """Seed-0 synthetic state dict of an official manifest, e.g. ``"sam2.1_hiera_t"``."""
     mod = _synth_module()
-    return mod.synth_state_dict(mod.load_manifest(str(require_reference() / "manifests" / f"{manifest}.json")), seed=0)
+    return mod.synth_state_dict(
+        mod.load_manifest(str(require_reference() / "manifests" / f"{manifest}.json")), seed=0
+    )
 
 
 def manifest_keys(manifest: str) -> dict[str, tuple[int, ...]]:
@@ -56,7 +58,7 @@ def manifest_keys(manifest: str) -> dict[str, tuple[int, ...]]:
 def sub_state_dict(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Entries of ``sd`` under ``prefix.`` with the prefix removed."""
     p = prefix + "."
-    return {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
 
 
 @lru_cache(maxsize=8)

@@ -89,9 +89,6 @@ class TrackerConfig:
 
     fill_hole_area: int = 8
     """Background holes of at most this many pixels (low-res mask) are filled in the outputs."""
-    dynamic_multimask_via_stability: bool = True
-    dynamic_multimask_stability_delta: float = 0.05
-    dynamic_multimask_stability_thresh: float = 0.98
     binarize_mask_from_pts_for_mem_enc: bool = True
     memory_temporal_stride_for_eval: int = 1
     max_cond_frames_in_attn: int = -1

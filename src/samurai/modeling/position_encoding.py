@@ -11,7 +11,12 @@ from torch import nn
 
 @lru_cache(maxsize=16)
 def _sine_grid(
-    num_pos_feats: int, height: int, width: int, temperature: float, scale: float, device: torch.device
+    num_pos_feats: int,
+    height: int,
+    width: int,
+    temperature: float,
+    scale: float,
+    device: torch.device,
 ) -> torch.Tensor:
     # Same operation order as the official PositionEmbeddingSine (normalised, eps 1e-6).
     y_embed = torch.arange(1, height + 1, dtype=torch.float32, device=device).view(-1, 1)
@@ -58,7 +63,9 @@ class PositionEmbeddingRandom(nn.Module):
         super().__init__()
         scale = 1.0 if scale is None or scale <= 0.0 else scale
         # Loaded from the checkpoint; the random init only matters for untrained models.
-        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn(2, num_pos_feats))
+        self.register_buffer(
+            "positional_encoding_gaussian_matrix", scale * torch.randn(2, num_pos_feats)
+        )
         self.positional_encoding_gaussian_matrix: torch.Tensor
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
@@ -76,7 +83,9 @@ class PositionEmbeddingRandom(nn.Module):
         pe = self._pe_encoding(torch.stack([x_embed, y_embed], dim=-1))
         return pe.permute(2, 0, 1)
 
-    def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def forward_with_coords(
+        self, coords: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Encode ``(B, N, 2)`` pixel coordinates ``(x, y)`` of an ``image_size = (h, w)`` image."""
         coords = coords.clone()
         coords[:, :, 0] = coords[:, :, 0] / image_size[1]

@@ -1,0 +1,1 @@
+"""Input / output helpers: frame decoding, preprocessing, masks, dataset formats."""

@@ -1,0 +1,1 @@
+"""Tracking: video state, memory selection, Kalman motion model and candidate selectors."""

@@ -1,0 +1,310 @@
+"""Video predictor: prompts, propagation and streaming over typed per-video state.
+
+The native API (``init_video``, ``add_prompt``, ``propagate``) returns ``FrameResult``s; the
+official SAM 2 names are in ``samurai.tracking.sam2_api``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+from numpy.typing import ArrayLike
+
+from samurai.config import RuntimeOptions, SamuraiConfig, TrackerConfig
+from samurai.io.frames import FrameSourceSpec, open_source
+from samurai.io.transforms import preprocess_video_frame
+from samurai.modeling.sam2 import NO_OBJ_SCORE, ImageFeatures, Sam2Model
+from samurai.tracking.prompts import make_mask_prompt, make_point_prompt
+from samurai.tracking.results import FrameResult, ObjectResult
+from samurai.tracking.state import MemoryEntry, ObjectTrack, Prompt, VideoState
+from samurai.tracking.step import ObjectStepper, StepOutput
+
+logger = logging.getLogger(__name__)
+
+
+class VideoPredictor:
+    """Tracks any number of objects through a video with SAM 2, or SAMURAI when configured.
+
+    Args:
+        model: a loaded ``Sam2Model`` (shared, never modified).
+        tracker: SAM 2 inference policy.
+        samurai: SAMURAI motion-aware selection and memory gate; None = plain SAM 2.
+        runtime: device / offload options.
+        bounded_memory: drop memories no future frame can select while tracking forward, so
+            memory stays flat in video length (results are unchanged).
+    """
+
+    def __init__(
+        self,
+        model: Sam2Model,
+        *,
+        tracker: TrackerConfig | None = None,
+        samurai: SamuraiConfig | None = None,
+        runtime: RuntimeOptions | None = None,
+        bounded_memory: bool = True,
+    ) -> None:
+        self.model = model
+        self.tracker = tracker or TrackerConfig()
+        self.samurai = samurai
+        self.runtime = runtime or RuntimeOptions()
+        self.bounded_memory = bounded_memory
+        self.stepper = ObjectStepper(model, self.tracker, samurai)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------ video
+    def init_video(
+        self, source: FrameSourceSpec, *, offload_state_to_cpu: bool | None = None
+    ) -> VideoState:
+        """Open a video (file, frame folder, stream, array or iterator) for tracking."""
+        src = open_source(source)
+        offload = (
+            self.runtime.offload_state_to_cpu
+            if offload_state_to_cpu is None
+            else offload_state_to_cpu
+        )
+        return VideoState(
+            source=src,
+            video_height=src.height,
+            video_width=src.width,
+            num_frames=src.num_frames,
+            storage_device=torch.device("cpu") if offload else None,
+        )
+
+    def features(self, state: VideoState, frame_idx: int) -> ImageFeatures:
+        """Encoded features of a frame (computed once, shared by all objects)."""
+        feats = state.features.get(frame_idx)
+        if feats is None:
+            image = preprocess_video_frame(state.source.get(frame_idx), self.image_size)
+            feats = self.encode_frame(image)
+            state.features.put(frame_idx, feats)
+        return feats
+
+    @torch.inference_mode()
+    def encode_frame(self, image: torch.Tensor) -> ImageFeatures:
+        """Encode one preprocessed frame (3, S, S)."""
+        return self.model.encode_image(image[None].to(self.device))
+
+    def _check_frame(self, state: VideoState, frame_idx: int) -> int:
+        idx = int(frame_idx)
+        if idx < 0 or (state.num_frames is not None and idx >= state.num_frames):
+            raise ValueError(
+                f"frame index {frame_idx} out of range (video has {state.num_frames} frames)"
+            )
+        return idx
+
+    # ---------------------------------------------------------------- prompts
+    @torch.inference_mode()
+    def add_prompt(
+        self,
+        state: VideoState,
+        *,
+        frame_idx: int,
+        obj_id: int,
+        box: ArrayLike | torch.Tensor | None = None,
+        points: ArrayLike | torch.Tensor | None = None,
+        labels: ArrayLike | torch.Tensor | None = None,
+        mask: ArrayLike | torch.Tensor | None = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+    ) -> FrameResult:
+        """Prompt an object on a frame (box ``[x0, y0, x1, y1]``, clicks, or a mask).
+
+        Coordinates are pixels of the original video. A new ``obj_id`` adds an object, on any
+        frame, before or after tracking started. Returns every object's mask on that frame.
+        """
+        idx = self._check_frame(state, frame_idx)
+        if not isinstance(obj_id, int) or isinstance(obj_id, bool):
+            raise ValueError(f"obj_id must be an int, got {obj_id!r}")
+        track = state.tracks.get(obj_id) or ObjectTrack(obj_id=obj_id)
+        if mask is not None:
+            if box is not None or points is not None:
+                raise ValueError("give either a mask or a box/points prompt, not both")
+            prompt = make_mask_prompt(mask, image_size=self.image_size)
+        else:
+            if box is not None and not clear_old_points:
+                raise ValueError(
+                    "a box prompt replaces the frame's clicks: use clear_old_points=True"
+                )
+            prompt = make_point_prompt(
+                box=box,
+                points=points,
+                labels=labels,
+                video_size=(state.video_height, state.video_width),
+                image_size=self.image_size,
+                normalize_coords=normalize_coords,
+                previous=None if clear_old_points else track.prompts.get(idx),
+            )
+        prompt = Prompt(
+            point_coords=None
+            if prompt.point_coords is None
+            else prompt.point_coords.to(self.device),
+            point_labels=None
+            if prompt.point_labels is None
+            else prompt.point_labels.to(self.device),
+            mask=None if prompt.mask is None else prompt.mask.to(self.device),
+        )
+        state.tracks[obj_id] = track
+        self._apply_prompt(state, track, idx, prompt)
+        return self._frame_result(state, idx)
+
+    def _apply_prompt(
+        self, state: VideoState, track: ObjectTrack, idx: int, prompt: Prompt
+    ) -> None:
+        is_init = idx not in state.frames_tracked or not track.cond_memory
+        previous = track.entry(idx)
+        prev_logits = previous.low_res_logits.to(self.device) if previous is not None else None
+        self.stepper.storage_device = state.storage_device
+        out = self.stepper.prompt(
+            track,
+            idx,
+            self.features(state, idx),
+            prompt,
+            is_init_cond_frame=is_init,
+            reverse=state.frames_tracked.get(idx, False),
+            num_frames=state.num_frames,
+            prev_logits=prev_logits,
+        )
+        track.prompts[idx] = prompt
+        track.prompted_outputs.add(idx)
+        track.motion = out.motion
+        if out.entry.is_cond:
+            track.memory.pop(idx, None)
+            track.cond_memory[idx] = out.entry
+        else:
+            track.cond_memory.pop(idx, None)
+            track.memory[idx] = out.entry
+
+    # ------------------------------------------------------------ propagation
+    def propagate(
+        self,
+        state: VideoState,
+        *,
+        start: int | None = None,
+        reverse: bool = False,
+        max_frames: int | None = None,
+    ) -> Iterator[FrameResult]:
+        """Track all prompted objects frame by frame, yielding one ``FrameResult`` per frame.
+
+        Args:
+            start: first frame (default: the earliest prompted frame).
+            reverse: track towards frame 0.
+            max_frames: track at most this many frames after ``start`` (default: all).
+        """
+        cond = [f for t in state.tracks.values() for f in t.cond_memory]
+        if not cond:
+            raise ValueError("no prompts: add a box, points or a mask on some frame first")
+        if not state.source.seekable:
+            raise ValueError(
+                f"{state.source.name} is a live source: use Tracker.step for live streams "
+                "(propagate, start frames and reverse tracking need a file or folder)"
+            )
+        num_frames = state.num_frames
+        assert num_frames is not None
+        start = min(cond) if start is None else self._check_frame(state, start)
+        count = num_frames if max_frames is None else max_frames
+        if reverse:
+            end = max(start - count, 0)
+            order = range(start, end - 1, -1) if start > 0 else range(0)
+        else:
+            end = min(start + count, num_frames - 1)
+            order = range(start, end + 1)
+        for frame_idx in order:
+            yield self.track_frame(state, frame_idx, reverse=reverse)
+
+    @torch.inference_mode()
+    def track_frame(
+        self, state: VideoState, frame_idx: int, *, reverse: bool = False
+    ) -> FrameResult:
+        """Track every object on one frame (prompted frames reuse their prompt output)."""
+        fresh: dict[int, ObjectResult] = {}
+        for track in state.tracks.values():
+            if frame_idx in track.prompted_outputs or not track.cond_memory:
+                continue
+            self.stepper.storage_device = state.storage_device
+            out = self.stepper.track(
+                track,
+                frame_idx,
+                self.features(state, frame_idx),
+                reverse=reverse,
+                num_frames=state.num_frames,
+            )
+            self._remember(state, track, frame_idx, out, reverse=reverse)
+            fresh[track.obj_id] = out.result
+        state.frames_tracked[frame_idx] = reverse
+        return self._frame_result(state, frame_idx, fresh)
+
+    def _remember(
+        self,
+        state: VideoState,
+        track: ObjectTrack,
+        frame_idx: int,
+        out: StepOutput,
+        *,
+        reverse: bool,
+    ) -> None:
+        track.memory[frame_idx] = out.entry
+        track.motion = out.motion
+        if self.bounded_memory and not reverse:
+            self.stepper.forget_unreachable(track, frame_idx, state.num_frames)
+
+    def _frame_result(
+        self, state: VideoState, frame_idx: int, fresh: dict[int, ObjectResult] | None = None
+    ) -> FrameResult:
+        fresh = fresh or {}
+        objects = [
+            fresh[t.obj_id] if t.obj_id in fresh else self._stored_result(t, t.entry(frame_idx))
+            for t in state.tracks.values()
+        ]
+        return FrameResult(
+            frame_idx=frame_idx, objects=objects, video_size=(state.video_height, state.video_width)
+        )
+
+    def _stored_result(self, track: ObjectTrack, entry: MemoryEntry | None) -> ObjectResult:
+        h = self.image_size // 4
+        if entry is None:  # not tracked on this frame (e.g. before its first prompt)
+            return ObjectResult(
+                obj_id=track.obj_id,
+                low_res_logits=torch.full((1, 1, h, h), NO_OBJ_SCORE),
+                object_score_logit=NO_OBJ_SCORE,
+                iou=0.0,
+                present=False,
+            )
+        return ObjectResult(
+            obj_id=track.obj_id,
+            low_res_logits=entry.low_res_logits.to(self.device),
+            object_score_logit=entry.object_score_logit,
+            iou=entry.iou,
+            present=entry.object_score_logit > self.tracker.min_obj_score_logits,
+        )
+
+    # ----------------------------------------------------------------- editing
+    def remove_object(self, state: VideoState, obj_id: int) -> None:
+        """Forget an object and all its prompts and memories."""
+        if obj_id not in state.tracks:
+            raise ValueError(f"unknown object id {obj_id}; known: {state.obj_ids}")
+        del state.tracks[obj_id]
+
+    def clear_prompts(self, state: VideoState, frame_idx: int, obj_id: int) -> None:
+        """Remove an object's prompts (and their output) on one frame."""
+        if obj_id not in state.tracks:
+            raise ValueError(f"unknown object id {obj_id}; known: {state.obj_ids}")
+        track = state.tracks[obj_id]
+        idx = self._check_frame(state, frame_idx)
+        track.prompts.pop(idx, None)
+        track.prompted_outputs.discard(idx)
+        track.cond_memory.pop(idx, None)
+        track.memory.pop(idx, None)
+
+    def reset(self, state: VideoState) -> None:
+        """Remove every object, prompt and memory (the video stays open)."""
+        state.tracks.clear()
+        state.frames_tracked.clear()

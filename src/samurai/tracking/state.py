@@ -1,0 +1,134 @@
+"""Typed per-video and per-object tracking state (the model never holds any of it)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from samurai.io.frames import FrameSource
+from samurai.tracking.motion import MotionState
+
+if TYPE_CHECKING:
+    from samurai.modeling.sam2 import ImageFeatures
+
+
+@dataclass
+class Prompt:
+    """User input for one object on one frame, in model-resolution coordinates.
+
+    Attributes:
+        point_coords: (1, N, 2) float32 pixels of the S x S model input (x, y), or None.
+        point_labels: (1, N) int32: 1 positive, 0 negative, 2/3 box corners, or None.
+        mask: (1, 1, S, S) float32 0/1 mask at model resolution, or None.
+    """
+
+    point_coords: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
+@dataclass
+class MemoryEntry:
+    """What one tracked (or prompted) frame leaves in an object's memory bank.
+
+    Attributes:
+        frame_idx: the frame.
+        maskmem_features: (1, 64, h, w) bfloat16 spatial memory (stored as the reference does).
+        maskmem_pos_enc: (1, 64, h, w) float32 position encoding of the memory.
+        obj_ptr: (1, 256) object pointer.
+        low_res_logits: (1, 1, 4h, 4w) chosen mask logits (hole-filled output).
+        object_score_logit: object presence logit.
+        iou: predicted IoU of the chosen mask (SAMURAI memory gate input).
+        kf_score: IoU of the chosen mask's box with the Kalman prediction (stable phase only).
+        is_cond: a conditioning (prompted) frame.
+    """
+
+    frame_idx: int
+    maskmem_features: torch.Tensor
+    maskmem_pos_enc: torch.Tensor
+    obj_ptr: torch.Tensor
+    low_res_logits: torch.Tensor
+    object_score_logit: float
+    iou: float
+    kf_score: float | None
+    is_cond: bool
+
+
+@dataclass
+class ObjectTrack:
+    """One tracked object: its prompts, memory bank and motion state."""
+
+    obj_id: int
+    prompts: dict[int, Prompt] = field(default_factory=dict)
+    cond_memory: dict[int, MemoryEntry] = field(default_factory=dict)
+    memory: dict[int, MemoryEntry] = field(default_factory=dict)
+    """Non-conditioning memories by frame, pruned to what future frames can still select."""
+    motion: MotionState = field(default_factory=MotionState)
+    prompted_outputs: set[int] = field(default_factory=set)
+    """Frames whose output came from a prompt (reused, not recomputed, during propagation)."""
+
+    def entry(self, frame_idx: int) -> MemoryEntry | None:
+        """The stored entry of a frame, conditioning or not."""
+        return self.cond_memory.get(frame_idx) or self.memory.get(frame_idx)
+
+
+class FeatureCache:
+    """A small LRU of encoded frames (the image encoder runs once per frame for all objects)."""
+
+    def __init__(self, capacity: int = 2) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[int, ImageFeatures] = OrderedDict()
+
+    def get(self, frame_idx: int) -> ImageFeatures | None:
+        item = self._items.get(frame_idx)
+        if item is not None:
+            self._items.move_to_end(frame_idx)
+        return item
+
+    def put(self, frame_idx: int, features: ImageFeatures) -> None:
+        self._items[frame_idx] = features
+        self._items.move_to_end(frame_idx)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class VideoState:
+    """Everything known about one video being tracked (a new video = a new VideoState).
+
+    Attributes:
+        source: lazy frame source; frames are decoded when needed and not kept.
+        video_height: original frame height in pixels.
+        video_width: original frame width in pixels.
+        num_frames: frame count, None for live streams.
+        tracks: tracked objects by id, in the order they were added.
+        features: LRU of encoded frames, shared by all objects.
+        frames_tracked: frame index -> tracked in reverse (SAM 2's ``frames_already_tracked``).
+        storage_device: where memories live (CPU when offloading GPU state), None = model device.
+    """
+
+    source: FrameSource
+    video_height: int
+    video_width: int
+    num_frames: int | None
+    tracks: dict[int, ObjectTrack] = field(default_factory=dict)
+    features: FeatureCache = field(default_factory=FeatureCache)
+    frames_tracked: dict[int, bool] = field(default_factory=dict)
+    storage_device: torch.device | None = None
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self.tracks)
+
+    def close(self) -> None:
+        self.features.clear()
+        self.source.close()

@@ -1,0 +1,213 @@
+"""Hiera trunk + FPN neck: golden captures of the tiny model, key lists, other image sizes."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reference import golden, manifest_keys, sub_state_dict, synth_state_dict
+from samurai.config import VARIANTS
+from samurai.io.transforms import preprocess_image, preprocess_video_frame
+from samurai.modeling.hiera import Hiera, window_partition, window_unpartition
+from samurai.modeling.image_encoder import (
+    FpnNeck,
+    ImageEncoder,
+    ImageEncoderOutput,
+    build_image_encoder,
+)
+from samurai.modeling.position_encoding import PositionEmbeddingSine
+
+MANIFESTS = sorted(VARIANTS)
+
+
+def _assert_f16_close(mine: torch.Tensor, expected: np.ndarray) -> float:
+    """Compare after rounding mine to float16 (atol 1e-2); returns the max abs difference."""
+    got = mine.detach().to(torch.float16).float().numpy()
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=0, atol=1e-2)
+    return float(np.abs(got - expected.astype(np.float32)).max())
+
+
+@pytest.fixture(scope="module")
+def tiny_state_dict() -> dict[str, torch.Tensor]:
+    return synth_state_dict("sam2.1_hiera_t")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tiny_state_dict: dict[str, torch.Tensor]) -> ImageEncoder:
+    encoder = build_image_encoder(VARIANTS["sam2.1_hiera_t"]).eval()
+    encoder.load_state_dict(sub_state_dict(tiny_state_dict, "image_encoder"), strict=True)
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def frame_outputs(
+    tiny_encoder: ImageEncoder, bedroom_frames: list[Path]
+) -> dict[str, tuple[list[torch.Tensor], ImageEncoderOutput]]:
+    """Trunk outputs and encoder output of frames 0 and 1 (video-predictor preprocessing)."""
+    captured: list[list[torch.Tensor]] = []
+    hook = tiny_encoder.trunk.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    outputs = {}
+    try:
+        with torch.inference_mode():
+            for name, path in (("f0", bedroom_frames[0]), ("f1", bedroom_frames[1])):
+                out = tiny_encoder(preprocess_video_frame(Image.open(path))[None])
+                outputs[name] = (captured.pop(), out)
+    finally:
+        hook.remove()
+    return outputs
+
+
+@pytest.mark.golden
+def test_trunk_last_stage_matches_golden(frame_outputs: dict) -> None:
+    trunk, _ = frame_outputs["f0"]
+    assert [tuple(t.shape) for t in trunk] == [
+        (1, 96, 256, 256),
+        (1, 192, 128, 128),
+        (1, 384, 64, 64),
+        (1, 768, 32, 32),
+    ]
+    _assert_f16_close(trunk[3], golden("modules_t")["f0_trunk_out3"])
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize("frame", ["f0", "f1"])
+def test_vision_features_match_golden(frame_outputs: dict, frame: str) -> None:
+    _, out = frame_outputs[frame]
+    expected = golden("modules_t")[f"{frame}_backbone_fpn2"]
+    np.testing.assert_allclose(out.vision_features.numpy(), expected, atol=1e-4, rtol=1e-4)
+    assert out.vision_features is out.backbone_fpn[-1]
+
+
+@pytest.mark.golden
+def test_vision_pos_enc_matches_golden(frame_outputs: dict) -> None:
+    _, out = frame_outputs["f0"]
+    expected = golden("modules_t")["vision_pos_enc2"]
+    np.testing.assert_allclose(out.vision_pos_enc[2].numpy(), expected, atol=1e-4, rtol=1e-4)
+    for feat, pos in zip(out.backbone_fpn, out.vision_pos_enc, strict=True):
+        assert pos.shape == feat.shape
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize(("level", "channels"), [(0, 32), (1, 64)])
+def test_high_res_levels_match_golden(
+    frame_outputs: dict, tiny_state_dict: dict, level: int, channels: int
+) -> None:
+    # The video predictor caches levels 0/1 after the mask decoder's conv_s0 / conv_s1.
+    conv = torch.nn.Conv2d(256, channels, kernel_size=1)
+    conv.load_state_dict(sub_state_dict(tiny_state_dict, f"sam_mask_decoder.conv_s{level}"))
+    _, out = frame_outputs["f0"]
+    with torch.inference_mode():
+        projected = conv(out.backbone_fpn[level])
+    _assert_f16_close(projected, golden("modules_t")[f"f0_backbone_fpn{level}"])
+
+
+@pytest.mark.golden
+def test_image_predictor_embedding_matches_golden(
+    tiny_encoder: ImageEncoder, tiny_state_dict: dict, bedroom_frames: list[Path]
+) -> None:
+    # SAM2ImagePredictor: torchvision-style preprocessing, then features + no_mem_embed.
+    image = np.array(Image.open(bedroom_frames[0]).convert("RGB"))
+    with torch.inference_mode():
+        out = tiny_encoder(preprocess_image(image)[None])
+    embed = out.vision_features + tiny_state_dict["no_mem_embed"].reshape(1, -1, 1, 1)
+    _assert_f16_close(embed, golden("image_t_bedroom0")["image_embed_f16"])
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS)
+def test_keys_and_shapes_match_manifest(manifest: str) -> None:
+    with torch.device("meta"):
+        encoder = build_image_encoder(VARIANTS[manifest])
+    expected = {
+        key.removeprefix("image_encoder."): shape
+        for key, shape in manifest_keys(manifest).items()
+        if key.startswith("image_encoder.")
+    }
+    assert {k: tuple(v.shape) for k, v in encoder.state_dict().items()} == expected
+    fake = {k: torch.empty(shape, device="meta") for k, shape in expected.items()}
+    encoder.load_state_dict(fake, strict=True, assign=True)
+
+
+@pytest.mark.parametrize("size", [512, 256])
+def test_tiny_runs_at_other_sizes(tiny_encoder: ImageEncoder, size: int) -> None:
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        out = tiny_encoder(torch.randn(1, 3, size, size))
+    strides = (4, 8, 16)
+    expected = [(1, 256, size // s, size // s) for s in strides]
+    assert [tuple(f.shape) for f in out.backbone_fpn] == expected
+    assert [p.shape for p in out.vision_pos_enc] == [f.shape for f in out.backbone_fpn]
+    assert all(torch.isfinite(f).all() for f in out.backbone_fpn)
+
+
+@lru_cache(maxsize=2)
+def _meta_encoder(manifest: str) -> ImageEncoder:
+    with torch.device("meta"):
+        return build_image_encoder(VARIANTS[manifest])
+
+
+@pytest.mark.parametrize("manifest", ["sam2.1_hiera_b+", "sam2.1_hiera_l"])
+@pytest.mark.parametrize("size", [1024, 512, 256])
+def test_output_shapes_other_variants(manifest: str, size: int) -> None:
+    encoder = _meta_encoder(manifest)
+    sample = torch.empty(2, 3, size, size, device="meta")
+    trunk = encoder.trunk(sample)
+    out = encoder(sample)
+    e = VARIANTS[manifest].hiera.embed_dim
+    assert [tuple(t.shape) for t in trunk] == [
+        (2, e * 2**i, size // 4 // 2**i, size // 4 // 2**i) for i in range(4)
+    ]
+    assert out.vision_features.shape == (2, 256, size // 16, size // 16)
+    assert len(out.backbone_fpn) == len(out.vision_pos_enc) == 3
+
+
+def test_bad_image_size_raises() -> None:
+    trunk = Hiera.from_config(VARIANTS["sam2.1_hiera_t"].hiera)
+    with pytest.raises(ValueError, match="multiple"):
+        trunk(torch.zeros(1, 3, 200, 200))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        trunk(torch.zeros(3, 256, 256))
+
+
+@pytest.mark.parametrize(("height", "width", "window"), [(64, 64, 14), (32, 30, 7), (16, 16, 8)])
+def test_window_partition_round_trip(height: int, width: int, window: int) -> None:
+    x = torch.randn(2, height, width, 5)
+    windows, padded = window_partition(x, window)
+    assert padded == (-(-height // window) * window, -(-width // window) * window)
+    assert windows.shape == (2 * padded[0] * padded[1] // window**2, window, window, 5)
+    torch.testing.assert_close(window_unpartition(windows, window, padded, (height, width)), x)
+
+
+def test_neck_top_down_levels() -> None:
+    torch.manual_seed(0)
+    neck = FpnNeck(
+        position_encoding=PositionEmbeddingSine(8),
+        d_model=8,
+        backbone_channel_list=[16, 8, 4, 2],
+        fpn_top_down_levels=[2, 3],
+    )
+    xs = [torch.randn(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([2, 4, 8, 16])]
+    with torch.no_grad():
+        out, pos = neck(xs)
+        lateral = [neck.convs[3 - i](x) for i, x in enumerate(xs)]
+        top = lateral[2] + lateral[3].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    torch.testing.assert_close(out[3], lateral[3])
+    torch.testing.assert_close(out[2], top)
+    torch.testing.assert_close(out[1], lateral[1])  # level 1 / 0: lateral only
+    torch.testing.assert_close(out[0], lateral[0])
+    assert [p.shape for p in pos] == [o.shape for o in out]
+
+
+def test_channel_mismatch_raises() -> None:
+    trunk = Hiera.from_config(VARIANTS["sam2.1_hiera_t"].hiera)
+    neck = FpnNeck(
+        position_encoding=PositionEmbeddingSine(256),
+        d_model=256,
+        backbone_channel_list=[8, 4, 2, 1],
+    )
+    with pytest.raises(ValueError, match="channels"):
+        ImageEncoder(trunk=trunk, neck=neck)
