@@ -153,8 +153,8 @@ class VideoPredictor:
             mask=None if prompt.mask is None else prompt.mask.to(self.device),
         )
         state.tracks[obj_id] = track
-        self._apply_prompt(state, track, idx, prompt)
-        return self._frame_result(state, idx)
+        result = self._apply_prompt(state, track, idx, prompt)
+        return self._frame_result(state, idx, {obj_id: result})
 
     def _apply_prompt(
         self, state: VideoState, track: ObjectTrack, idx: int, prompt: Prompt
@@ -182,6 +182,7 @@ class VideoPredictor:
         else:
             track.cond_memory.pop(idx, None)
             track.memory[idx] = out.entry
+        return out.result
 
     # ------------------------------------------------------------ propagation
     def propagate(

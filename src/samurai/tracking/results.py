@@ -27,6 +27,7 @@ class StepDetails:
         memory: which memories and pointers conditioned the frame (None without memory).
         obj_ptr: (256,) the frame's object pointer.
         chosen_box: (4,) int64 xyxy box of the chosen mask at model resolution.
+        candidate_logits: (M, h, w) low-res logits of the candidates (-1024 where absent).
     """
 
     ious_all4: torch.Tensor
@@ -38,6 +39,7 @@ class StepDetails:
     memory: MemorySelection | None
     obj_ptr: torch.Tensor
     chosen_box: torch.Tensor
+    candidate_logits: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class FrameResult:
     def masks(self) -> torch.Tensor:
         """(N, H, W) bool masks at video resolution."""
         return self.video_res_logits()[:, 0] > 0
+
+    def boxes_xywh(self) -> torch.Tensor:
+        """(N, 4) int64 ``x, y, w, h`` boxes (LaSOT / GOT-10k form, ``w = x1 - x0``), zeros if empty."""
+        b = self.boxes_xyxy()
+        return torch.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], dim=1)
 
     def boxes_xyxy(self) -> torch.Tensor:
         """(N, 4) int64 inclusive xyxy boxes of the masks in video pixels ([0,0,0,0] if empty)."""

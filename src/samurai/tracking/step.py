@@ -302,6 +302,7 @@ class ObjectStepper:
             memory=memory,
             obj_ptr=obj_ptr[0],
             chosen_box=boxes[index] if boxes is not None else mask_to_box(high[0, 0] > 0),
+            candidate_logits=masks[0],
         )
         return _Decoded(
             low_res=low,

@@ -1,0 +1,105 @@
+"""Measurements behind ``samurai bench`` and ``benchmarks/``: time per component, FLOPs, peak.
+
+Nothing here asserts a speed; numbers are printed and recorded in ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from samurai.tracking.predictor import VideoPredictor
+
+
+def machine_summary() -> str:
+    """One line naming the CPU / GPU, threads and torch version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}"
+
+
+def matmul_peak_gflops(
+    dtype: torch.dtype = torch.float32, *, n: int = 2048, device: str = "cpu", seconds: float = 1.5
+) -> float:
+    """Achieved GFLOP/s of a large square matmul (this machine's practical peak)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.matmul(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        count += 1
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of one call (matmuls, convolutions, attention)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class ComponentTimer:
+    """Wall time per named component, accumulated over calls."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+            self.calls[name] += 1
+
+    def wrap(self, obj: Any, attr: str, name: str) -> None:
+        """Time every call of ``obj.attr`` under ``name`` (instance attribute patch)."""
+        original = getattr(obj, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.measure(name):
+                return original(*args, **kwargs)
+
+        object.__setattr__(obj, attr, timed)  # also on frozen dataclasses
+
+
+def instrument(predictor: VideoPredictor, timer: ComponentTimer) -> None:
+    """Time the tracker's components: encoder, memory attention, decoder, memory encoder,
+    SAMURAI / SAM 2 selection bookkeeping, frame decode + resize."""
+    model = predictor.model
+    timer.wrap(model, "encode_image", "image encoder")
+    timer.wrap(model, "condition_on_memory", "memory attention")
+    timer.wrap(model, "decode", "mask decoder")
+    timer.wrap(model, "encode_memory", "memory encoder")
+    stepper = predictor.stepper
+    timer.wrap(stepper.candidate_selector, "select", "selection (KF / best IoU)")
+    timer.wrap(stepper, "select_memory", "memory selection")
+    timer.wrap(stepper, "forget_unreachable", "memory pruning")
+    from samurai.tracking import step as step_module
+
+    timer.wrap(step_module, "mask_to_box", "candidate boxes")

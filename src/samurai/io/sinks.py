@@ -1,0 +1,545 @@
+"""Result writers of ``samurai track``: overlay video, box files, PNG masks, RLE JSON, scores CSV.
+
+Every sink follows `ResultSink`: ``open(video_info)``, then ``write(frame, result)`` per frame,
+then ``close(complete)``. Nothing half-written carries a final name: each output is written as
+``<stem>.partial<suffix>`` (``boxes_1.partial.txt``, ``overlay.partial.mp4``, ``masks.partial/``)
+and renamed on ``close(complete=True)`` to its final name (``boxes_1.txt``), or on
+``close(complete=False)`` (Ctrl-C, an error) to ``<stem>.incomplete<suffix>``, which keeps what
+was written. A ``.partial`` name left behind means the process died. The marker goes before the
+suffix so players and JSON readers still open incomplete files. Opening a sink removes that
+output's final, partial and incomplete files of an earlier run (for box files: when their
+object first appears).
+
+Frames are ``(H, W, 3)`` uint8 RGB (only `OverlayVideoSink` needs them; the others accept None).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from samurai.io import rle
+from samurai.io.frames import Frame, FrameSource
+from samurai.io.video_writer import VideoWriter
+from samurai.tracking.results import FrameResult
+
+__all__ = [
+    "ALL_OUTPUTS",
+    "DEFAULT_COLORS",
+    "AbsentBox",
+    "BoxesSink",
+    "MaskPngSink",
+    "MultiSink",
+    "OverlayVideoSink",
+    "ResultSink",
+    "RleJsonSink",
+    "ScoresCsvSink",
+    "VideoInfo",
+    "draw_result",
+    "make_sinks",
+    "marked_path",
+]
+
+logger = logging.getLogger(__name__)
+
+AbsentBox = Literal["zero", "last", "predicted"]
+ALL_OUTPUTS = frozenset({"overlay", "boxes", "masks", "rle", "scores"})
+# matplotlib's tab10 palette, RGB; object k gets DEFAULT_COLORS[k % 10].
+DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)  # fmt: skip
+_FRAME_PNG = re.compile(r"^\d+\.png$")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What sinks learn about the video before its first frame.
+
+    Attributes:
+        name: path, URL or description of the video (written into ``masks.json``).
+        height: frame height in pixels.
+        width: frame width in pixels.
+        fps: frames per second, None where unknown (the overlay then uses 30).
+        num_frames: number of frames, None where unknown.
+    """
+
+    name: str
+    height: int
+    width: int
+    fps: float | None = None
+    num_frames: int | None = None
+
+    @classmethod
+    def from_source(cls, source: FrameSource) -> VideoInfo:
+        return cls(source.name, source.height, source.width, source.fps, source.num_frames)
+
+
+class ResultSink(Protocol):
+    """Something that stores per-frame results; see the module docstring for file naming."""
+
+    def open(self, video_info: VideoInfo) -> None: ...
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None: ...
+
+    def close(self, complete: bool) -> None: ...
+
+
+def marked_path(path: Path, mark: str) -> Path:
+    """``boxes_1.txt`` -> ``boxes_1.<mark>.txt``, ``masks`` -> ``masks.<mark>``."""
+    return path.with_name(f"{path.stem}.{mark}{path.suffix}")
+
+
+class _Staged:
+    """One output path written under its ``.partial`` name and renamed when closed."""
+
+    def __init__(self, final: Path, *, folder: bool = False) -> None:
+        self.final, self.folder = final, folder
+        self.partial = marked_path(final, "partial")
+        self.incomplete = marked_path(final, "incomplete")
+
+    def start(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if not self.folder and self.final.is_dir():
+            raise IsADirectoryError(f"{self.final} is a folder; the output is a file")
+        for stale in (self.final, self.partial, self.incomplete):
+            _remove(stale)
+        return self.partial
+
+    def finish(self, complete: bool) -> Path:
+        target = self.final if complete else self.incomplete
+        _remove(target)
+        os.replace(self.partial, target)
+        return target
+
+
+def _remove(path: Path) -> None:
+    """Delete an output file, or an output folder of frame PNGs (never anything else)."""
+    if path.is_dir():
+        for child in path.iterdir():
+            if _FRAME_PNG.match(child.name):
+                child.unlink()
+        try:
+            path.rmdir()
+        except OSError as exc:
+            raise FileExistsError(f"{path} holds files other than frame PNGs; move it") from exc
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _masks(result: FrameResult) -> NDArray[np.bool_]:
+    """``(N, H, W)`` bool masks at video resolution, on the CPU."""
+    return result.masks().cpu().numpy()
+
+
+class _MasksOnce(FrameResult):
+    """The result with its video-resolution masks and boxes computed once, for all sinks."""
+
+    @cached_property
+    def _cpu_masks(self) -> torch.Tensor:
+        return super().masks().cpu()
+
+    @cached_property
+    def _cpu_boxes(self) -> torch.Tensor:
+        return super().boxes_xyxy()
+
+    def masks(self) -> torch.Tensor:
+        return self._cpu_masks
+
+    def boxes_xyxy(self) -> torch.Tensor:
+        return self._cpu_boxes
+
+
+def _share_masks(result: FrameResult) -> FrameResult:
+    if isinstance(result, _MasksOnce):
+        return result
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.init}
+    return _MasksOnce(**values)
+
+
+def draw_result(
+    frame: Frame,
+    result: FrameResult,
+    *,
+    colors: Sequence[tuple[int, int, int]] = DEFAULT_COLORS,
+    alpha: float = 0.5,
+) -> Frame:
+    """Draw each object's mask (alpha blend), box and id in its colour on a copy of ``frame``.
+
+    Args:
+        frame: ``(H, W, 3)`` uint8 RGB at the video's resolution (``result.video_size``).
+        result: the frame's result; object ``k`` gets ``colors[k % len(colors)]``.
+        colors: RGB colours.
+        alpha: mask opacity in [0, 1].
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 RGB frame; objects with an empty mask are not drawn.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[:2] != tuple(result.video_size):
+        raise ValueError(f"frame {frame.shape} does not match the video size {result.video_size}")
+    image = np.array(frame, dtype=np.uint8, order="C")
+    masks = _masks(result)
+    boxes = result.boxes_xyxy().tolist()
+    drawn = [(i, colors[o.obj_id % len(colors)]) for i, o in enumerate(result.objects)]
+    drawn = [(i, rgb) for i, rgb in drawn if masks[i].any()]
+    for i, rgb in drawn:  # blend inside the box only: a small object costs little on 4K frames
+        x1, y1, x2, y2 = boxes[i]
+        crop = image[y1 : y2 + 1, x1 : x2 + 1]
+        tint = cv2.addWeighted(crop, 1 - alpha, np.full_like(crop, rgb), alpha, 0)
+        np.copyto(crop, tint, where=masks[i, y1 : y2 + 1, x1 : x2 + 1, None])
+    thickness = max(1, round(min(image.shape[:2]) / 360))
+    scale = max(0.4, min(image.shape[:2]) / 1200)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for i, rgb in drawn:
+        x1, y1, x2, y2 = boxes[i]
+        cv2.rectangle(image, (x1, y1), (x2, y2), rgb, thickness)
+        text = str(result.objects[i].obj_id)
+        (w, h), base = cv2.getTextSize(text, font, scale, thickness)
+        top = y1 - h - base if y1 >= h + base else y1  # inside the box when it touches the top
+        cv2.rectangle(image, (x1, top), (x1 + w + 2, top + h + base), rgb, cv2.FILLED)
+        ink = (0, 0, 0) if sum(rgb) > 384 else (255, 255, 255)
+        cv2.putText(image, text, (x1 + 1, top + h), font, scale, ink, thickness, cv2.LINE_AA)
+    return image
+
+
+class OverlayVideoSink:
+    """Video of the frames with masks, boxes and ids drawn (`draw_result`), H.264 by default."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | None = None,
+        *,
+        colors: Sequence[tuple[int, int, int]] = DEFAULT_COLORS,
+        alpha: float = 0.5,
+    ) -> None:
+        """``fps`` None takes the video's rate (30 where unknown)."""
+        self._staged = _Staged(Path(path))
+        self.fps, self.colors, self.alpha = fps, tuple(colors), alpha
+        self._writer: VideoWriter | None = None
+
+    def open(self, video_info: VideoInfo) -> None:
+        fps = self.fps or video_info.fps or 30.0
+        self._writer = VideoWriter(self._staged.start(), fps)
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        if self._writer is None:
+            raise ValueError("OverlayVideoSink.write before open")
+        if frame is None:
+            raise ValueError("OverlayVideoSink needs the frame")
+        self._writer.write(draw_result(frame, result, colors=self.colors, alpha=self.alpha))
+
+    def close(self, complete: bool) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._staged.finish(complete)
+
+
+class BoxesSink:
+    """``boxes_<obj_id>.txt`` per object: line ``n`` is ``x,y,w,h`` of frame ``n`` (video pixels).
+
+    The box format is that of the official SAMURAI LaSOT script (``scripts/main_inference.py``
+    of yangchris11/samurai): ``np.argwhere`` on the video-resolution mask, then
+    ``[x_min, y_min, x_max - x_min, y_max - y_min]`` written as integers, so ``w`` and ``h`` are
+    one less than the pixel extent (no ``+1``), and an empty mask gives ``0,0,0,0``.
+
+    An object is *absent* on a frame when it is not present, its mask is empty, or it is missing
+    from the result (frames before it was added, frames skipped). ``absent_box`` chooses the line:
+    ``"zero"``: ``0,0,0,0`` (what the official script writes); ``"last"``: the last box written
+    from a mask (``0,0,0,0`` before the first); ``"predicted"``: the Kalman prediction
+    ``kf_box_xyxy`` scaled from the ``image_size`` square to video pixels, clipped to the frame,
+    with two decimals (``"last"`` when there is none or it is degenerate).
+
+    Frames must arrive in increasing order; skipped frames get absent lines, so line ``n`` is
+    always frame ``n`` (lines start at frame 0 even when tracking starts later).
+    """
+
+    def __init__(
+        self, folder: str | Path, absent_box: AbsentBox = "zero", image_size: int | None = None
+    ) -> None:
+        if absent_box not in ("zero", "last", "predicted"):
+            raise ValueError(f"absent_box must be zero, last or predicted, got {absent_box!r}")
+        if absent_box == "predicted" and not image_size:
+            raise ValueError("absent_box='predicted' needs the model's image_size")
+        self.folder, self.absent_box, self.image_size = Path(folder), absent_box, image_size
+        self._files: dict[int, tuple[_Staged, IO[str]]] = {}
+        self._last: dict[int, str] = {}
+        self._next_frame = 0
+        self._size: tuple[int, int] | None = None
+
+    def open(self, video_info: VideoInfo) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._size = (video_info.height, video_info.width)
+        self._next_frame = 0
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        if self._size is None:
+            raise ValueError("BoxesSink.write before open")
+        if result.frame_idx < self._next_frame:
+            raise ValueError(
+                f"BoxesSink needs increasing frames: got {result.frame_idx} after "
+                f"{self._next_frame - 1}"
+            )
+        for _ in range(self._next_frame, result.frame_idx):
+            for obj_id in self._files:
+                self._line(obj_id, self._absent(obj_id, None))
+        masks = _masks(result)
+        boxes = result.boxes_xyxy().tolist()
+        seen = set()
+        for i, obj in enumerate(result.objects):
+            if obj.obj_id not in self._files:
+                self._add(obj.obj_id, result.frame_idx)
+            if obj.present and masks[i].any():
+                x1, y1, x2, y2 = boxes[i]
+                self._last[obj.obj_id] = f"{x1},{y1},{x2 - x1},{y2 - y1}"
+                self._line(obj.obj_id, self._last[obj.obj_id])
+            else:
+                self._line(obj.obj_id, self._absent(obj.obj_id, obj.kf_box_xyxy))
+            seen.add(obj.obj_id)
+        for obj_id in self._files.keys() - seen:
+            self._line(obj_id, self._absent(obj_id, None))
+        self._next_frame = result.frame_idx + 1
+
+    def close(self, complete: bool) -> None:
+        for staged, file in self._files.values():
+            file.close()
+            staged.finish(complete)
+        self._files.clear()
+        self._last.clear()
+        self._size = None
+
+    def _add(self, obj_id: int, frame_idx: int) -> None:
+        staged = _Staged(self.folder / f"boxes_{obj_id}.txt")
+        file = open(staged.start(), "w", encoding="ascii", newline="\n")  # noqa: SIM115
+        self._files[obj_id] = (staged, file)
+        file.write("0,0,0,0\n" * frame_idx)
+
+    def _line(self, obj_id: int, text: str) -> None:
+        self._files[obj_id][1].write(text + "\n")
+
+    def _absent(self, obj_id: int, kf_box: NDArray[np.float64] | None) -> str:
+        if self.absent_box == "zero":
+            return "0,0,0,0"
+        if self.absent_box == "predicted" and kf_box is not None:
+            predicted = self._predicted(np.asarray(kf_box, dtype=np.float64).reshape(4))
+            if predicted is not None:
+                return predicted
+        return self._last.get(obj_id, "0,0,0,0")
+
+    def _predicted(self, box: NDArray[np.float64]) -> str | None:
+        assert self._size is not None and self.image_size is not None
+        height, width = self._size
+        scale = np.array([width, height, width, height], dtype=np.float64) / self.image_size
+        x1, y1, x2, y2 = np.clip(box * scale, 0, [width - 1, height - 1] * 2).tolist()
+        if not np.all(np.isfinite(box)) or x2 <= x1 or y2 <= y1:
+            return None
+        return f"{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f}"
+
+
+class MaskPngSink:
+    """``<folder>/<frame_idx:05d>.png`` per frame: pixel = object id, 0 = background.
+
+    Objects are painted in result order, so later objects cover earlier ones. PNGs are 8-bit
+    grey until an id above 255 has been seen, 16-bit from then on. Ids must lie in 1..65535.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self._staged = _Staged(Path(folder), folder=True)
+        self._dir: Path | None = None
+        self._dtype: type[np.uint8] | type[np.uint16] = np.uint8
+
+    def open(self, video_info: VideoInfo) -> None:
+        self._dir = self._staged.start()
+        self._dir.mkdir()
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        if self._dir is None:
+            raise ValueError("MaskPngSink.write before open")
+        ids = result.obj_ids
+        if ids and (min(ids) < 1 or max(ids) > 65535):
+            raise ValueError(f"MaskPngSink needs object ids in 1..65535, got {ids}")
+        if ids and max(ids) > 255:
+            self._dtype = np.uint16
+        masks = _masks(result)
+        labels = np.zeros(tuple(result.video_size), dtype=self._dtype)
+        for obj_id, mask in zip(ids, masks, strict=True):
+            labels[mask] = obj_id
+        path = self._dir / f"{result.frame_idx:05d}.png"
+        if not cv2.imwrite(str(path), labels, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise OSError(f"cannot write {path}")
+
+    def close(self, complete: bool) -> None:
+        if self._dir is not None:
+            self._dir = None
+            self._staged.finish(complete)
+
+
+class RleJsonSink:
+    """``masks.json``: COCO RLE (`samurai.io.rle`) of every object on every frame, streamed.
+
+    Layout, one frame per line as it is written (frames in arrival order)::
+
+        {"video": "clip.mp4", "height": 120, "width": 160, "frames": [
+        {"frame": 0, "objects": [{"id": 1, "rle": {"size": [120, 160], "counts": "..."},
+          "score": 3.2, "iou": 0.91, "present": true}]},
+        ...
+        ], "complete": true}
+
+    ``score`` is the object-score logit; ``complete`` is false in a ``.incomplete`` file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._staged = _Staged(Path(path))
+        self._file: IO[str] | None = None
+        self._size = (0, 0)
+        self._frames = 0
+
+    def open(self, video_info: VideoInfo) -> None:
+        self._file = open(self._staged.start(), "w", encoding="utf-8")  # noqa: SIM115
+        self._size = (video_info.height, video_info.width)
+        self._frames = 0
+        head = {"video": video_info.name, "height": video_info.height, "width": video_info.width}
+        self._file.write(json.dumps(head)[:-1] + ', "frames": [\n')
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        if self._file is None:
+            raise ValueError("RleJsonSink.write before open")
+        if tuple(result.video_size) != self._size:
+            raise ValueError(f"result size {result.video_size} is not the video's {self._size}")
+        objects = [
+            {
+                "id": obj.obj_id,
+                "rle": rle.encode(mask),
+                "score": float(obj.object_score_logit),
+                "iou": float(obj.iou),
+                "present": bool(obj.present),
+            }
+            for obj, mask in zip(result.objects, _masks(result), strict=True)
+        ]
+        entry = json.dumps({"frame": result.frame_idx, "objects": objects})
+        self._file.write(("" if self._frames == 0 else ",\n") + entry)
+        self._frames += 1
+
+    def close(self, complete: bool) -> None:
+        if self._file is not None:
+            self._file.write(f'\n], "complete": {json.dumps(complete)}}}\n')
+            self._file.close()
+            self._file = None
+            self._staged.finish(complete)
+
+
+class ScoresCsvSink:
+    """``scores.csv``: ``frame,object,iou,object_score,present`` per object and frame.
+
+    ``object_score`` is the presence logit, ``present`` is 1 or 0; floats keep full precision.
+    """
+
+    COLUMNS = ("frame", "object", "iou", "object_score", "present")
+
+    def __init__(self, path: str | Path) -> None:
+        self._staged = _Staged(Path(path))
+        self._file: IO[str] | None = None
+        self._csv: csv.DictWriter[str] | None = None
+
+    def open(self, video_info: VideoInfo) -> None:
+        self._file = open(self._staged.start(), "w", encoding="ascii", newline="")  # noqa: SIM115
+        self._csv = csv.DictWriter(self._file, self.COLUMNS, lineterminator="\n")
+        self._csv.writeheader()
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        if self._csv is None:
+            raise ValueError("ScoresCsvSink.write before open")
+        for obj in result.objects:
+            row = (result.frame_idx, obj.obj_id, float(obj.iou), float(obj.object_score_logit))
+            self._csv.writerow(dict(zip(self.COLUMNS, (*row, int(obj.present)), strict=True)))
+
+    def close(self, complete: bool) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._csv = None, None
+            self._staged.finish(complete)
+
+
+class MultiSink:
+    """Several sinks as one; masks are upsampled once per frame for all of them."""
+
+    def __init__(self, sinks: Iterable[ResultSink]) -> None:
+        self.sinks = list(sinks)
+
+    def open(self, video_info: VideoInfo) -> None:
+        for i, sink in enumerate(self.sinks):
+            try:
+                sink.open(video_info)
+            except BaseException:
+                for opened in self.sinks[:i]:
+                    opened.close(complete=False)
+                raise
+
+    def write(self, frame: Frame | None, result: FrameResult) -> None:
+        shared = _share_masks(result)
+        for sink in self.sinks:
+            sink.write(frame, shared)
+
+    def close(self, complete: bool) -> None:
+        """Close every sink, even when one fails; the first error is raised afterwards."""
+        error: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                sink.close(complete)
+            except Exception as exc:
+                logger.exception("closing %s failed", type(sink).__name__)
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def make_sinks(
+    out_dir: str | Path,
+    save: Collection[str] = ALL_OUTPUTS,
+    *,
+    fps: float | None = None,
+    absent_box: AbsentBox = "zero",
+    image_size: int | None = None,
+) -> MultiSink:
+    """The sinks of ``samurai track`` writing into ``out_dir``.
+
+    Args:
+        out_dir: output folder (created on open).
+        save: any of ``"overlay"`` (``overlay.mp4``), ``"boxes"`` (``boxes_<id>.txt``),
+            ``"masks"`` (``masks/<frame>.png``), ``"rle"`` (``masks.json``), ``"scores"``
+            (``scores.csv``).
+        fps: overlay frame rate; None = the video's.
+        absent_box: `BoxesSink` policy for frames where an object is absent.
+        image_size: the model's input size (``ModelConfig.image_size``), for ``"predicted"``.
+    """
+    unknown = set(save) - ALL_OUTPUTS
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {sorted(ALL_OUTPUTS)}")
+    out = Path(out_dir)
+    sinks: list[ResultSink] = []
+    if "masks" in save:  # first: the only sink that can refuse to open (foreign files)
+        sinks.append(MaskPngSink(out / "masks"))
+    if "boxes" in save:
+        sinks.append(BoxesSink(out, absent_box, image_size))
+    if "rle" in save:
+        sinks.append(RleJsonSink(out / "masks.json"))
+    if "scores" in save:
+        sinks.append(ScoresCsvSink(out / "scores.csv"))
+    if "overlay" in save:
+        sinks.append(OverlayVideoSink(out / "overlay.mp4", fps))
+    return MultiSink(sinks)
