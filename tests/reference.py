@@ -1,4 +1,4 @@
-"""Access to ../shared/reference: golden files and synthetic state dicts (import as ``reference``)."""
+"""Access to ../shared/reference: golden files and synthetic state dicts."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _synth_module() -> ModuleType:
     return module
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def synth_state_dict(manifest: str) -> dict[str, torch.Tensor]:
     """Seed-0 synthetic state dict of an official manifest, e.g. ``"sam2.1_hiera_t"``."""
     mod = _synth_module()

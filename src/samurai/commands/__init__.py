@@ -1,0 +1,201 @@
+"""Subcommands of the ``samurai`` CLI, one module each, plus what they share.
+
+A command module exposes ``register(subparsers)``, which adds its parser(s) with
+``subparsers.add_parser(name, help=..., parents=[common_options()])`` and sets
+``parser.set_defaults(handler=run)``; ``run(args) -> int`` returns the exit code. Errors are
+raised, not printed: `run_guarded` turns the expected ones (bad input, missing or corrupt
+checkpoints, I/O) into one line ``samurai: error: <message>`` and exit code 2, and Ctrl-C into
+exit code 130. `samurai.cli` lists the modules; a module that does not exist yet is skipped.
+
+Model options (``--model``, ``--checkpoint``, ``--device``, ``--dtype``, ``--no-samurai``,
+``--image-size``) come from `add_model_options` and become an `InferenceManager` through
+`manager_from_args`, so every command reads them the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from samurai.build import CheckpointMismatchError
+from samurai.checkpoints import CheckpointError
+from samurai.config import VARIANTS
+from samurai.io.frames import FrameSourceError
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "ProgressBar",
+    "add_model_options",
+    "common_options",
+    "configure_logging",
+    "error_line",
+    "manager_from_args",
+    "run_guarded",
+]
+
+logger = logging.getLogger(__name__)
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+_EXPECTED_ERRORS = (
+    ValueError,
+    FrameSourceError,
+    CheckpointError,
+    CheckpointMismatchError,
+    OSError,
+)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Parent parser with the options every subcommand takes (``--quiet``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no info messages"
+    )
+    return parser
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser, *, default_model: str = "sam2.1_hiera_t"
+) -> Any:
+    """``--model --checkpoint --device --dtype --no-samurai --image-size``; returns the
+    argument group, for commands that add model options of their own."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=default_model,
+        metavar="VARIANT",
+        help=f"model variant (default {default_model}); one of: {', '.join(VARIANTS)} "
+        "(long names such as sam2.1_hiera_tiny work too)",
+    )
+    group.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="weights file (.pt or .safetensors) for --model; default: the cached official "
+        "checkpoint, downloaded on first use",
+    )
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    group.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="inference precision (default float32); bfloat16/float16 run under autocast and "
+        "are experimental; float16 needs cuda or mps",
+    )
+    group.add_argument(
+        "--no-samurai",
+        dest="samurai",
+        action="store_false",
+        help="plain SAM 2 tracking (no Kalman-filter mask selection, no memory gate)",
+    )
+    group.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="model input size, a multiple of 32 (default 1024, as trained); smaller is faster "
+        "but changes results",
+    )
+    return group
+
+
+def manager_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    """An `InferenceManager` for the parsed model options (``overrides``: config names)."""
+    from samurai.manager import InferenceManager  # imports torch: only when a command needs it
+
+    if args.image_size is not None:
+        if args.image_size <= 0 or args.image_size % 32:
+            raise ValueError(
+                f"--image-size must be a positive multiple of 32, got {args.image_size}"
+            )
+        overrides["image_size"] = args.image_size
+        if args.image_size != 1024:
+            logger.warning(
+                "--image-size %d: the model was trained at 1024; results will differ",
+                args.image_size,
+            )
+    return InferenceManager(
+        args.model,
+        args.checkpoint,
+        device=args.device,
+        dtype=args.dtype,
+        samurai_mode=args.samurai,
+        download_progress=not args.quiet,
+        **overrides,
+    )
+
+
+def configure_logging(quiet: bool) -> None:
+    """samurai's messages on stderr as ``samurai: <message>``; warnings only under ``--quiet``.
+
+    Only the ``samurai`` logger is touched (a handler added once), so embedding code keeps its
+    own logging setup.
+    """
+    package = logging.getLogger("samurai")
+    for handler in [h for h in package.handlers if getattr(h, "_samurai_cli", False)]:
+        package.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("samurai: %(message)s"))
+    handler._samurai_cli = True  # type: ignore[attr-defined]
+    package.addHandler(handler)
+    package.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line describing ``exc`` (OSError: reason and file name)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.strerror}: {exc.filename}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def run_guarded(body: Callable[[], int], *, prog: str = "samurai") -> int:
+    """Run a command body; expected errors -> one line on stderr, exit 2; Ctrl-C -> 130."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"\n{prog}: interrupted; outputs written so far are kept as *.incomplete\n"
+        )
+        return EXIT_INTERRUPTED
+    except _EXPECTED_ERRORS as exc:
+        logger.debug("command failed", exc_info=True)
+        sys.stderr.write(f"{prog}: error: {error_line(exc)}\n")
+        return EXIT_ERROR
+
+
+class ProgressBar:
+    """An `InferenceManager` progress callback drawing a tqdm bar (frames/s, ETA) on stderr.
+
+    Disabled under ``quiet`` or when stderr is not a terminal. Use as a context manager so the
+    bar is closed however tracking ends.
+    """
+
+    def __init__(self, *, quiet: bool, desc: str = "tracking") -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.desc = desc
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int | None, fps: float) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self.desc, unit="frame", dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

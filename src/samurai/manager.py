@@ -1,0 +1,560 @@
+"""`InferenceManager`: one loaded model, any number of videos tracked from first-frame prompts
+straight to files on disk (what ``samurai track``, the demo and the web service call).
+
+Example:
+    >>> manager = InferenceManager("sam2.1_hiera_t")  # doctest: +SKIP
+    >>> summary = manager.process_video_with_bbox("clip.mp4", [300, 0, 220, 400])  # doctest: +SKIP
+    >>> summary.outputs["boxes_1"]  # doctest: +SKIP
+    PosixPath('samurai_out/clip/boxes_1.txt')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from samurai.api import split_overrides
+from samurai.build import build_model
+from samurai.checkpoints import ensure_checkpoint
+from samurai.config import RuntimeOptions, resolve_variant
+from samurai.io.frames import Frame, FrameSource, FrameSourceSpec, open_source
+from samurai.io.sinks import (
+    ALL_OUTPUTS,
+    AbsentBox,
+    MultiSink,
+    OverlayVideoSink,
+    VideoInfo,
+    make_sinks,
+    marked_path,
+)
+from samurai.tracking.results import FrameResult
+from samurai.tracking.sam2_api import SAM2VideoPredictor
+from samurai.tracking.tracker import Tracker
+
+__all__ = [
+    "DEFAULT_SAVE",
+    "DTYPES",
+    "VIDEO_SUFFIXES",
+    "InferenceManager",
+    "ProgressCallback",
+    "StopCallback",
+    "TrackSummary",
+    "default_output_dir",
+    "ensure_writable_folder",
+    "validate_prompts",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAVE: tuple[str, ...] = ("overlay", "boxes", "rle", "scores")
+"""Outputs written unless told otherwise: everything but the PNG masks."""
+DTYPES = ("float32", "bfloat16", "float16")
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
+
+ProgressCallback = Callable[[int, "int | None", float], None]
+"""``progress(frames_done, total_frames_or_None, frames_per_second)``, called after each frame."""
+StopCallback = Callable[[], bool]
+"""``should_stop()``: True ends tracking after the current frame; outputs are kept, incomplete."""
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What one `InferenceManager.process_video` call produced.
+
+    Attributes:
+        num_frames: frames tracked and written.
+        fps: tracking speed in frames per second (wall clock, model load excluded).
+        outputs: output name -> path: ``"overlay"``, ``"boxes_<id>"``, ``"masks"``, ``"rle"``,
+            ``"scores"`` (only those written). Incomplete runs point at the
+            ``.incomplete`` names (``boxes_1.incomplete.txt``).
+        complete: False when tracking was stopped (``should_stop``, Ctrl-C) before the end.
+        obj_ids: the tracked objects, 1..N in prompt order.
+    """
+
+    num_frames: int
+    fps: float
+    outputs: dict[str, Path]
+    complete: bool
+    obj_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _ObjectPrompt:
+    obj_id: int
+    box_xyxy: list[float] | None
+    points: list[list[float]] | None
+    labels: list[int] | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"box": self.box_xyxy, "points": self.points, "labels": self.labels}
+
+
+def default_output_dir(video: FrameSourceSpec) -> Path:
+    """``samurai_out/<video stem>`` (``samurai_out/<folder name>`` for frame folders)."""
+    if isinstance(video, (str, Path)) and "://" not in str(video):
+        stem = Path(video).stem or Path(video).resolve().name
+    elif isinstance(video, FrameSource):
+        stem = Path(video.name).stem
+    else:
+        stem = "stream"
+    return Path("samurai_out") / (stem or "video")
+
+
+class InferenceManager:
+    """Builds the predictor once and tracks videos with it, writing results as they come.
+
+    Calls run one at a time: a lock serialises ``process_video`` (the model is shared, the
+    per-video state is not), so a second thread waits for the first call to finish.
+
+    Args:
+        variant: VARIANTS key or alias (``"sam2.1_hiera_t"``, ``"sam2.1_hiera_tiny"``, ...).
+        checkpoint: a ``.pt`` / ``.safetensors`` path or a state dict; None takes the cached
+            official checkpoint and downloads it on first use.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        dtype: ``"float32"``; ``"bfloat16"`` (CPU, CUDA, MPS) or ``"float16"`` (CUDA, MPS) run
+            the model under ``torch.autocast`` like the official demo; experimental.
+        samurai_mode: SAMURAI motion-aware selection and memory (False: plain SAM 2).
+        random_weights: skip the checkpoint and use untrained weights (demo fallback only:
+            the masks are then meaningless).
+        download_progress: show a progress bar while downloading a checkpoint (TTY only).
+        **overrides: official config names: ``image_size``, ``fill_hole_area``,
+            ``kf_score_weight``, ``memory_bank_iou_threshold``, ``offload_state_to_cpu``, ...
+
+    Raises:
+        ValueError: unknown variant, option, device or dtype; a checkpoint that does not fit.
+        CheckpointError: the checkpoint is missing and cannot be downloaded.
+    """
+
+    def __init__(
+        self,
+        variant: str = "sam2.1_hiera_t",
+        checkpoint: str | Path | dict[str, torch.Tensor] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: Dtype = "float32",
+        samurai_mode: bool = True,
+        random_weights: bool = False,
+        download_progress: bool = True,
+        **overrides: Any,
+    ) -> None:
+        self.variant = resolve_variant(variant)
+        self.device = _check_device(device)
+        self.dtype = _check_dtype(dtype, self.device)
+        offload = bool(overrides.pop("offload_state_to_cpu", False))
+        model_cfg, tracker, samurai = split_overrides(
+            self.variant, samurai_mode=samurai_mode, overrides=overrides
+        )
+        self.checkpoint: Path | None = None
+        if random_weights:
+            weights = None
+        elif checkpoint is None or not isinstance(checkpoint, dict):
+            self.checkpoint = ensure_checkpoint(
+                self.variant, checkpoint, progress=download_progress
+            )
+            weights = self.checkpoint
+        else:
+            weights = checkpoint
+        model = build_model(model_cfg, weights, device=self.device)
+        runtime = RuntimeOptions(
+            device=str(self.device), dtype=self.dtype, offload_state_to_cpu=offload
+        )
+        self.predictor = SAM2VideoPredictor(
+            model, tracker=tracker, samurai=samurai, runtime=runtime
+        )
+        self.random_weights = random_weights
+        self._lock = threading.Lock()
+
+    @property
+    def image_size(self) -> int:
+        return self.predictor.image_size
+
+    # ----------------------------------------------------------------- official-style entry points
+    def process_video_with_bbox(
+        self,
+        video_path: FrameSourceSpec,
+        bbox: Sequence[float],
+        output_path: str | Path | None = None,
+    ) -> TrackSummary:
+        """Track one object from its first-frame box, as the official SAMURAI demo does.
+
+        Args:
+            video_path: video file, JPEG/PNG folder, stream URL, ... (see `open_source`).
+            bbox: ``x, y, w, h`` in pixels of the first frame.
+            output_path: an overlay video path (``.mp4``, ``.mov``, ...; only the overlay is
+                written, as the official ``--video_output_path``), or a folder for every
+                default output; None = ``samurai_out/<video stem>``.
+        """
+        if output_path is not None and Path(output_path).suffix.lower() in VIDEO_SUFFIXES:
+            overlay = Path(output_path)
+            return self.process_video(
+                video_path,
+                boxes=[bbox],
+                output_dir=overlay.parent,
+                save=("overlay",),
+                overlay_path=overlay,
+            )
+        return self.process_video_with_bboxes(video_path, [bbox], output_path)
+
+    def process_video_with_bboxes(
+        self,
+        video_path: FrameSourceSpec,
+        bboxes: Sequence[Sequence[float]],
+        output_dir: str | Path | None = None,
+    ) -> TrackSummary:
+        """Track several objects (ids 1..N) from their first-frame ``x, y, w, h`` boxes."""
+        out = default_output_dir(video_path) if output_dir is None else Path(output_dir)
+        return self.process_video(video_path, boxes=bboxes, output_dir=out)
+
+    # ----------------------------------------------------------------------------- main call
+    def process_video(
+        self,
+        video: FrameSourceSpec,
+        *,
+        boxes: Sequence[Sequence[float]] | None = None,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        output_dir: str | Path,
+        save: Collection[str] = DEFAULT_SAVE,
+        absent_box: AbsentBox = "zero",
+        start_frame: int = 0,
+        max_frames: int | None = None,
+        overlay_path: str | Path | None = None,
+        progress: ProgressCallback | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> TrackSummary:
+        """Track objects prompted on ``start_frame`` and stream every frame's result to disk.
+
+        Frames are decoded lazily and each result goes straight to the output files, so memory
+        stays flat in video length. Seekable sources (files, folders) are tracked with
+        ``propagate``; live ones (cameras, RTSP) with the streaming `Tracker`.
+
+        Args:
+            video: a path, URL, camera index, frame array or an open `FrameSource` (not closed
+                here; sources opened here are).
+            boxes: one ``x, y, w, h`` box per object (pixels of ``start_frame``); ids 1..N.
+            points: ``(x, y)`` clicks on ``start_frame`` for object 1 (with ``boxes[0]`` if
+                given), pixels; ``labels`` 1 = object, 0 = background, one per click.
+            labels: see ``points``.
+            output_dir: folder of the outputs (created).
+            save: any of ``"overlay"``, ``"boxes"``, ``"masks"``, ``"rle"``, ``"scores"``.
+            absent_box: box line of frames where an object is absent: ``"zero"``, ``"last"``,
+                ``"predicted"`` (see `samurai.io.sinks.BoxesSink`).
+            start_frame: the prompted frame; tracking runs forward from it.
+            max_frames: track at most this many frames after ``start_frame`` (the official
+                ``max_frame_num_to_track``: ``max_frames + 1`` frames in all); None = to the end.
+            overlay_path: overlay file name instead of ``<output_dir>/overlay.mp4``.
+            progress: called after each frame with (frames done, total or None, frames/s).
+            should_stop: polled after each frame; True stops cleanly (outputs ``.incomplete``).
+
+        Returns:
+            A `TrackSummary`. On an exception (Ctrl-C included) the outputs written so far are
+            closed as ``.incomplete`` and the exception propagates.
+
+        Raises:
+            ValueError: bad prompts (malformed, outside the frame), options or frame range.
+            FrameSourceError: the video cannot be opened or read.
+            OSError: the output folder cannot be created or written.
+        """
+        with self._lock:
+            prompts = _object_prompts(boxes, points, labels)
+            save = _check_save(save, overlay_path)
+            owned = not isinstance(video, FrameSource)
+            source = open_source(video)
+            try:
+                prompts = [_fit_prompt(p, source.width, source.height) for p in prompts]
+                total = _frame_count(source, start_frame, max_frames)
+                out = ensure_writable_folder(Path(output_dir))
+                sinks = make_sinks(
+                    out,
+                    [s for s in save if overlay_path is None or s != "overlay"],
+                    absent_box=absent_box,
+                    image_size=self.image_size,
+                )
+                if overlay_path is not None and "overlay" in save:
+                    sinks.sinks.append(OverlayVideoSink(overlay_path))
+                results = self._results(
+                    source, prompts, start_frame, max_frames, need_frames="overlay" in save
+                )
+                done, fps, complete = self._write_all(
+                    source, sinks, results, total, progress, should_stop
+                )
+            finally:
+                if owned:
+                    source.close()
+        obj_ids = tuple(p.obj_id for p in prompts)
+        outputs = _outputs(out, save, obj_ids, overlay_path, complete)
+        return TrackSummary(done, fps, outputs, complete, obj_ids)
+
+    def _write_all(
+        self,
+        source: FrameSource,
+        sinks: MultiSink,
+        results: Iterator[tuple[Frame | None, FrameResult]],
+        total: int | None,
+        progress: ProgressCallback | None,
+        should_stop: StopCallback | None,
+    ) -> tuple[int, float, bool]:
+        """Feed every result to the sinks; returns (frames, frames/s, complete)."""
+        sinks.open(VideoInfo.from_source(source))
+        done, fps, stopped = 0, 0.0, False
+        started = time.perf_counter()
+        try:
+            with self._precision():
+                for frame, result in results:
+                    sinks.write(frame, result)
+                    done += 1
+                    fps = done / max(time.perf_counter() - started, 1e-9)
+                    if progress is not None:
+                        progress(done, total, fps)
+                    more = total is None or done < total
+                    if more and should_stop is not None and should_stop():
+                        stopped = True
+                        logger.info("stopped after %d frames; outputs are incomplete", done)
+                        break
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sinks.close(complete=False)
+            raise
+        sinks.close(complete=not stopped)
+        return done, fps, not stopped
+
+    def _results(
+        self,
+        source: FrameSource,
+        prompts: list[_ObjectPrompt],
+        start_frame: int,
+        max_frames: int | None,
+        *,
+        need_frames: bool,
+    ) -> Iterator[tuple[Frame | None, FrameResult]]:
+        """(frame or None, result) per tracked frame, computed lazily."""
+        if source.seekable:
+            state = self.predictor.init_video(source)
+            for p in prompts:
+                self.predictor.add_prompt(
+                    state, frame_idx=start_frame, obj_id=p.obj_id, **p.kwargs()
+                )
+            for result in self.predictor.propagate(state, start=start_frame, max_frames=max_frames):
+                yield (source.get(result.frame_idx) if need_frames else None), result
+            return
+        tracker = Tracker(self.predictor)
+        for p in prompts:
+            tracker.add_object(p.obj_id, **p.kwargs())
+        stop = None if max_frames is None else max_frames + 1
+        for _, frame in source.iter_frames(0, stop):
+            yield frame, tracker.step(frame)
+
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        return _reduced_precision(self.device, self.dtype)
+
+
+@contextlib.contextmanager
+def _reduced_precision(device: torch.device, dtype: str) -> Iterator[None]:
+    """``torch.autocast`` to ``dtype``; failures inside become one-line ValueErrors."""
+    try:
+        with torch.autocast(device.type, dtype=getattr(torch, dtype)):
+            yield
+    except (RuntimeError, TypeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(
+            f"{dtype} inference failed ({reason}); reduced precision is experimental, "
+            "use --dtype float32"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------ validation
+def _check_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {dev} requested but no CUDA GPU is available to torch")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps requested but MPS is not available to torch")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {dev}; use cpu, cuda or mps")
+    return dev
+
+
+def _check_dtype(dtype: str, device: torch.device) -> Dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of: {', '.join(DTYPES)}")
+    if dtype == "float16" and device.type == "cpu":
+        raise ValueError("float16 is not supported on the CPU; use bfloat16 or float32")
+    return dtype  # type: ignore[return-value]
+
+
+def _check_save(save: Collection[str], overlay_path: str | Path | None) -> frozenset[str]:
+    chosen = frozenset(save)
+    unknown = chosen - ALL_OUTPUTS
+    if unknown:
+        raise ValueError(
+            f"unknown output(s) {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(sorted(ALL_OUTPUTS))}"
+        )
+    if not chosen:
+        raise ValueError("nothing to save: choose at least one output")
+    if overlay_path is not None and "overlay" not in chosen:
+        raise ValueError("overlay_path given but the overlay is not among the outputs")
+    return chosen
+
+
+def _numbers(values: Sequence[float] | Any, what: str, count: int) -> list[float]:
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{what} must be {count} finite numbers, got {values!r}")
+    return numbers
+
+
+def _object_prompts(
+    boxes: Sequence[Sequence[float]] | None,
+    points: Sequence[Sequence[float]] | None,
+    labels: Sequence[int] | None,
+) -> list[_ObjectPrompt]:
+    """One prompt per object, ids 1..N; boxes converted from x, y, w, h to x0, y0, x1, y1."""
+    if (points is None) != (labels is None):
+        raise ValueError("points and labels go together: one label (1 or 0) per point")
+    clicks: list[list[float]] | None = None
+    if points is not None and labels is not None:
+        clicks = [_numbers(p, f"point {i + 1}", 2) for i, p in enumerate(points)]
+        if not clicks or len(clicks) != len(labels):
+            raise ValueError(f"{len(clicks)} point(s) but {len(labels)} label(s)")
+        if any(label not in (0, 1) for label in labels):
+            raise ValueError(f"labels must be 1 (object) or 0 (background), got {list(labels)}")
+    boxes = list(boxes or [])
+    if not boxes and clicks is None:
+        raise ValueError("nothing to track: give at least one box or points with labels")
+    prompts = []
+    for i, box in enumerate(boxes or [None]):
+        xyxy = None
+        if box is not None:
+            x, y, w, h = _numbers(box, f"box {i + 1} (x,y,w,h)", 4)
+            if w <= 0 or h <= 0:
+                raise ValueError(f"box {i + 1} ({_fmt(box)}) must have a positive width and height")
+            xyxy = [x, y, x + w, y + h]
+        first = i == 0 and clicks is not None
+        prompts.append(
+            _ObjectPrompt(
+                obj_id=i + 1,
+                box_xyxy=xyxy,
+                points=clicks if first else None,
+                labels=[int(v) for v in labels] if first and labels is not None else None,
+            )
+        )
+    return prompts
+
+
+def validate_prompts(
+    boxes: Sequence[Sequence[float]] | None,
+    points: Sequence[Sequence[float]] | None,
+    labels: Sequence[int] | None,
+    *,
+    width: int,
+    height: int,
+) -> None:
+    """Check prompts as `InferenceManager.process_video` will, before any model is loaded.
+
+    Raises:
+        ValueError: malformed numbers, a non-positive box size, points without labels, or a
+            box / point outside the ``width`` x ``height`` frame (the message names it).
+    """
+    for prompt in _object_prompts(boxes, points, labels):
+        _fit_prompt(prompt, width, height, warn=False)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return ",".join(f"{float(v):g}" for v in values)
+
+
+def _fit_prompt(
+    prompt: _ObjectPrompt, width: int, height: int, *, warn: bool = True
+) -> _ObjectPrompt:
+    """Reject prompts outside the frame; clip boxes that stick out of it."""
+    size = f"{width}x{height}"
+    box = prompt.box_xyxy
+    if box is not None:
+        x0, y0, x1, y1 = box
+        xywh = _fmt([x0, y0, x1 - x0, y1 - y0])
+        if x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0:
+            raise ValueError(f"box {prompt.obj_id} ({xywh}) lies outside the {size} frame")
+        clipped = [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))]
+        if clipped != box and warn:
+            logger.warning("box %d (%s) clipped to the %s frame", prompt.obj_id, xywh, size)
+        box = clipped
+    for i, (x, y) in enumerate(prompt.points or []):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise ValueError(f"point {i + 1} ({_fmt([x, y])}) lies outside the {size} frame")
+    return _ObjectPrompt(prompt.obj_id, box, prompt.points, prompt.labels)
+
+
+def _frame_count(source: FrameSource, start_frame: int, max_frames: int | None) -> int | None:
+    """Frames the call will track (None for live sources of unknown length)."""
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
+    if start_frame < 0:
+        raise ValueError(f"start_frame must be >= 0, got {start_frame}")
+    if not source.seekable:
+        if start_frame != 0:
+            raise ValueError(f"{source.name} is a live stream: tracking starts at frame 0")
+        return None if max_frames is None else max_frames + 1
+    assert source.num_frames is not None
+    if start_frame >= source.num_frames:
+        raise ValueError(
+            f"start frame {start_frame} is past the end of {source.name} "
+            f"({source.num_frames} frames)"
+        )
+    left = source.num_frames - start_frame
+    return left if max_frames is None else min(left, max_frames + 1)
+
+
+def ensure_writable_folder(path: Path) -> Path:
+    """Create ``path`` and prove it writable, or raise a one-line OSError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create output folder {path}: {exc.strerror or exc}") from exc
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OSError(f"output folder {path} is not writable: {exc.strerror or exc}") from exc
+    return path
+
+
+def _outputs(
+    out: Path,
+    save: Collection[str],
+    obj_ids: Sequence[int],
+    overlay_path: str | Path | None,
+    complete: bool,
+) -> dict[str, Path]:
+    finals: dict[str, Path] = {}
+    if "overlay" in save:
+        finals["overlay"] = Path(overlay_path) if overlay_path else out / "overlay.mp4"
+    if "boxes" in save:
+        finals.update({f"boxes_{i}": out / f"boxes_{i}.txt" for i in obj_ids})
+    if "masks" in save:
+        finals["masks"] = out / "masks"
+    if "rle" in save:
+        finals["rle"] = out / "masks.json"
+    if "scores" in save:
+        finals["scores"] = out / "scores.csv"
+    paths = {k: p if complete else marked_path(p, "incomplete") for k, p in finals.items()}
+    return {k: p for k, p in paths.items() if p.exists()}
