@@ -288,7 +288,9 @@ class SamuraiMotionSelector:
 
 def _as_numpy(value: ArrayLike | torch.Tensor) -> NDArray[np.generic]:
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        # numpy has no bfloat16 / float16 -> float32 is exact for both.
+        return (value.float() if value.dtype in (torch.bfloat16, torch.float16) else value).numpy()
     return np.asarray(value)
 
 
