@@ -19,8 +19,10 @@ from samurai.modeling.attention import Attention
 from samurai.modeling.common import activation_from_name
 from samurai.modeling.rope import apply_axial_rope, axial_rope_tables
 
-_SCORE_CHUNK_ELEMENTS = 1 << 23
-"""Attention scores materialised at once by the raw-value path (32 MB in float32)."""
+_SCORE_BLOCK_ELEMENTS = 1 << 24
+"""Attention scores held at once by :func:`attend_raw_values` (64 MB in float32): all queries
+against 4096 keys at 1024 resolution, so that a call is a few large ops (many small ops are
+slow when other processes compete for the cores)."""
 
 
 def attend_raw_values(
@@ -30,8 +32,9 @@ def attend_raw_values(
 
     Attention rows sum to one, so weighting the raw ``kv_in_dim``-channel values first and
     projecting afterwards gives the same result (up to float rounding) for
-    ``kv_in_dim / internal_dim`` of the weighting cost: a quarter for SAM 2's 64-channel memory.
-    Queries are processed in chunks so that the scores never exceed ``_SCORE_CHUNK_ELEMENTS``.
+    ``kv_in_dim / d`` of the weighting cost: a quarter for SAM 2's 64-channel memory.
+    ``scaled_dot_product_attention`` cannot do this (its fused CPU kernel needs equal q/v head
+    dims), so the softmax runs over blocks of keys with a running maximum (flash attention).
 
     Args:
         q: ``(B, heads, Nq, d)`` queries (after RoPE).
@@ -44,18 +47,25 @@ def attend_raw_values(
     """
     batch, heads, n_q, dim = q.shape
     n_k = k.shape[-2]
-    q3 = (q * dim**-0.5).reshape(batch * heads, n_q, dim)
-    k3t = k.reshape(batch * heads, n_k, dim).transpose(1, 2)
-    v3 = values.unsqueeze(1).expand(batch, heads, n_k, -1).reshape(batch * heads, n_k, -1)
-    mixed = q.new_empty(batch * heads, n_q, v3.shape[-1])
-    rows = max(1, min(n_q, _SCORE_CHUNK_ELEMENTS // max(1, n_k)))
-    scores_buf = q.new_empty(batch * heads, rows, n_k)
-    for start in range(0, n_q, rows):
-        stop = min(start + rows, n_q)
-        scores = torch.bmm(q3[:, start:stop], k3t, out=scores_buf[:, : stop - start])
-        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-        denom = scores.sum(dim=-1, keepdim=True)
-        torch.bmm(scores, v3, out=mixed[:, start:stop]).div_(denom)
+    groups = batch * heads
+    q3 = (q * dim**-0.5).reshape(groups, n_q, dim)
+    k3 = k.reshape(groups, n_k, dim)
+    v3 = values.unsqueeze(1).expand(batch, heads, n_k, -1).reshape(groups, n_k, -1)
+    block = max(1, min(n_k, _SCORE_BLOCK_ELEMENTS // (groups * n_q)))
+    scores_buf = q.new_empty(groups, n_q, block)
+    row_max = q.new_full((groups, n_q, 1), float("-inf"))
+    denom = q.new_zeros(groups, n_q, 1)
+    mixed = q.new_zeros(groups, n_q, v3.shape[-1])
+    for start in range(0, n_k, block):
+        k_blk, v_blk = k3[:, start : start + block], v3[:, start : start + block]
+        scores = torch.bmm(q3, k_blk.transpose(1, 2), out=scores_buf[..., : k_blk.shape[1]])
+        new_max = torch.maximum(row_max, scores.amax(dim=-1, keepdim=True))
+        rescale = (row_max - new_max).exp_()  # 0 on the first block (row_max = -inf)
+        row_max = new_max
+        scores.sub_(row_max).exp_()
+        denom.mul_(rescale).add_(scores.sum(dim=-1, keepdim=True))
+        mixed.mul_(rescale).baddbmm_(scores, v_blk)
+    mixed.div_(denom)
     # Per-head projection: (B, h, Nq, kv) @ (h, kv, d) + (h, 1, d).
     weight = v_proj.weight.view(heads, dim, -1).transpose(1, 2)
     out = torch.matmul(mixed.view(batch, heads, n_q, -1), weight)
@@ -114,13 +124,16 @@ class RoPEAttention(Attention):
         if k.shape[-2] != n_q and not self.rope_k_repeat:
             raise ValueError("keys differ in length from the queries but rope_k_repeat is False")
         head_dim = self.internal_dim // self.num_heads
-        cos, sin = axial_rope_tables(head_dim, side, side, self.rope_theta, q.device)
+        cos, sin = axial_rope_tables(
+            head_dim, side, side, self.rope_theta, device=q.device, dtype=q.dtype
+        )
         q = apply_axial_rope(self.separate_heads(self.q_proj(q)), cos, sin)
         k = apply_axial_rope(
             self.separate_heads(self.k_proj(k)), cos, sin, num_exclude=num_k_exclude_rope
         )
-        # The raw-value path writes into preallocated buffers, which autograd cannot record.
-        if self.kv_in_dim < head_dim and not torch.is_grad_enabled():
+        # The raw-value path pays off on CPU, where SDPA's fused kernel needs equal head dims; it
+        # writes into preallocated buffers, which autograd cannot record.
+        if self.kv_in_dim < head_dim and q.device.type == "cpu" and not torch.is_grad_enabled():
             out = attend_raw_values(q, k, v, self.v_proj)
         else:
             out = F.scaled_dot_product_attention(q, k, self.separate_heads(self.v_proj(v)))

@@ -36,8 +36,9 @@ class MaskDownSampler(nn.Module):
     """Strided convolutions (each followed by LayerNorm2d and GELU), then a 1x1 projection.
 
     Each step divides the resolution by ``stride`` and multiplies the channels by
-    ``stride ** 2`` (1 -> 4 -> 16 -> 64 -> 256 for the SAM 2 setting). Parameter names follow the
-    official checkpoints: ``encoder.{i}`` of one ``nn.Sequential``.
+    ``stride ** 2`` (1 -> 4 -> 16 -> 64 -> 256 with the defaults, which are the SAM 2 / 2.1
+    config values, not the official class defaults). Parameter names follow the official
+    checkpoints: ``encoder.{i}`` of one ``nn.Sequential``.
     """
 
     def __init__(

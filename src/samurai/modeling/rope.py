@@ -21,6 +21,7 @@ def axial_rope_tables(
     end_x: int,
     end_y: int,
     theta: float,
+    *,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +57,7 @@ def compute_axial_cis(
     dim: int, end_x: int, end_y: int, theta: float = 10000.0, device: torch.device | None = None
 ) -> torch.Tensor:
     """The official complex form of the tables: ``(end_x * end_y, dim // 2)`` complex64."""
-    cos, sin = axial_rope_tables(dim, end_x, end_y, theta, torch.device(device or "cpu"))
+    cos, sin = axial_rope_tables(dim, end_x, end_y, theta, device=torch.device(device or "cpu"))
     return torch.complex(cos, sin)
 
 
