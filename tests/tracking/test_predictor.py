@@ -134,22 +134,35 @@ def test_bad_frame_and_object(predictor, frames) -> None:
         predictor.remove_object(state, 5, strict=True)
 
 
-def test_streaming_tracker_equals_propagate(predictor, frames) -> None:
-    offline = _track(predictor, frames, [1, 2])
+def test_streaming_tracker_equals_propagate() -> None:
+    """Frames pushed one by one give exactly the masks of offline propagation. The video has
+    16 frames: shorter videos normalise pointer offsets by their length, which a stream
+    cannot know."""
+    from PIL import Image
+
+    paths = sorted((REFERENCE_DIR / "frames" / "bedroom").glob("*.jpg"))[:16]
+    predictor = build_sam2_video_predictor(
+        "sam2.1_hiera_t", synth_state_dict("sam2.1_hiera_t"), image_size=128
+    )
+    offline = _track(predictor, paths, [1, 2])
     tracker = Tracker(predictor)
     tracker.add_object(1, box=BOXES[1])
     tracker.add_object(2, box=BOXES[2])
-    # A video of < 16 frames normalises pointer offsets by its length; a stream cannot know
-    # its length, so compare on a stream that is longer than that window.
-    for idx, path in enumerate(frames):
-        from PIL import Image
-
+    for idx, path in enumerate(paths):
         result = tracker.step(np.asarray(Image.open(path).convert("RGB")))
-        assert result.frame_idx == idx
+        assert result.frame_idx == idx and result.obj_ids == [1, 2]
         assert result.boxes_xywh().shape == (2, 4)
-        if idx == 0:
-            for k, obj_id in enumerate(result.obj_ids):
-                torch.testing.assert_close(result.video_res_logits()[k, 0], offline[0][obj_id])
+        logits = result.video_res_logits()
+        for k, obj_id in enumerate(result.obj_ids):
+            torch.testing.assert_close(logits[k, 0], offline[idx][obj_id], rtol=0, atol=0)
+
+
+def test_live_source_refuses_reverse_and_propagate(predictor) -> None:
+    frames = (np.zeros((90, 160, 3), np.uint8) for _ in range(3))
+    state = predictor.init_state(frames)
+    assert not state.source.seekable
+    with pytest.raises(ValueError, match="live"):
+        predictor.add_new_points_or_box(state, 0, 1, box=[10, 10, 50, 50])
 
 
 def test_memory_stays_bounded(predictor) -> None:
