@@ -3,7 +3,7 @@
 Prints seconds per frame, FLOPs per frame and achieved GFLOP/s as a fraction of the fp32 matmul
 peak measured in the same run. Weights are synthetic (cost does not depend on their values).
 
-    .venv/bin/python benchmarks/model_bench.py [--variants sam2.1_hiera_t sam2.1_hiera_b+] [--repeats 3]
+    .venv/bin/python benchmarks/model_bench.py [--variants V ...] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from samurai.bench import machine_summary
 from samurai.build import build_model
@@ -80,8 +79,10 @@ def main() -> None:
         steps.append(time.perf_counter() - start)
     step = float(np.mean(steps[2:] if len(steps) > 3 else steps))
     print(f"\nimage size {args.image_size}: model step {step:.3f} s/frame")
-    print(f"PyAV decode 1080p: {1000 * decode:.1f} ms/frame; decode + resize + normalise: "
-          f"{1000 * both:.1f} ms/frame = {100 * both / (both + step):.2f}% of the frame time")
+    print(
+        f"PyAV decode 1080p: {1000 * decode:.1f} ms/frame; decode + resize + normalise: "
+        f"{1000 * both:.1f} ms/frame = {100 * both / (both + step):.2f}% of the frame time"
+    )
     if args.skip_rss:
         return
     print("\n| frames | peak RSS MiB | s/frame | all-frames-in-RAM loader would need |")
@@ -94,8 +95,11 @@ def main() -> None:
             tracker.step(frame_at(done, background))
             done += 1
         ram = n * 3 * args.image_size**2 * 4 / 2**30
-        print(f"| {n} | {peak_rss_mib():.0f} | {(time.perf_counter() - start) / done:.3f} | "
-              f"{ram:.1f} GiB (float32 {args.image_size}^2 frames) |", flush=True)
+        print(
+            f"| {n} | {peak_rss_mib():.0f} | {(time.perf_counter() - start) / done:.3f} | "
+            f"{ram:.1f} GiB (float32 {args.image_size}^2 frames) |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ from samurai.io.frames import ImageFolderSource
 from samurai.tracking.predictor import VideoPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = Path(os.environ.get("SAMURAI_REFERENCE", ROOT.parent / "shared" / "reference")) / "frames" / "bedroom"
+FRAMES = (
+    Path(os.environ.get("SAMURAI_REFERENCE", ROOT.parent / "shared" / "reference"))
+    / "frames"
+    / "bedroom"
+)
 BOXES = [[300, 0, 520, 400], [560, 180, 760, 470], [40, 200, 260, 520], [700, 20, 900, 200]]
 
 
@@ -32,12 +36,16 @@ def synthetic_weights(variant: str) -> dict[str, torch.Tensor] | None:
     try:
         from synth_weights import load_manifest, synth_state_dict
 
-        return synth_state_dict(load_manifest(str(FRAMES.parents[1] / "manifests" / f"{variant}.json")))
+        return synth_state_dict(
+            load_manifest(str(FRAMES.parents[1] / "manifests" / f"{variant}.json"))
+        )
     except ImportError:
         return None
 
 
-def run(model, *, samurai_mode: bool, objects: int, frames: list[Path]) -> tuple[float, ComponentTimer]:
+def run(
+    model, *, samurai_mode: bool, objects: int, frames: list[Path]
+) -> tuple[float, ComponentTimer]:
     """Seconds per tracked frame (frames after the prompt, excluding the first two)."""
     _, tracker, samurai = split_overrides(model.config, samurai_mode=samurai_mode, overrides={})
     predictor = VideoPredictor(model, tracker=tracker, samurai=samurai)
@@ -81,7 +89,15 @@ def main() -> None:
     total = sum(v for k, v in timer.seconds.items())
     for name, sec in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
         print(f"  {name:28s} {sec:7.2f} s  {100 * sec / total:5.1f} %  ({timer.calls[name]} calls)")
-    book = sum(timer.seconds[k] for k in ("selection (KF / best IoU)", "memory selection", "memory pruning", "candidate boxes"))
+    book = sum(
+        timer.seconds[k]
+        for k in (
+            "selection (KF / best IoU)",
+            "memory selection",
+            "memory pruning",
+            "candidate boxes",
+        )
+    )
     print(f"SAMURAI bookkeeping: {100 * book / total:.2f} % of the measured time")
     print(f"peak RSS: {peak_rss_mb():.0f} MiB")
 

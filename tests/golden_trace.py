@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from reference import REFERENCE_DIR, golden, synth_state_dict
 
+from reference import REFERENCE_DIR, golden, synth_state_dict
 from samurai.build import build_model
 from samurai.config import SAMURAI_DEFAULTS, SamuraiConfig, TrackerConfig
 from samurai.io.frames import ImageFolderSource
@@ -102,7 +102,9 @@ def collect(results: list[FrameResult], predictor: VideoPredictor) -> Trace:
             "ptr_frames": _pad([] if mem is None else list(mem.ptr_frames), 16),
         }
         if d.candidate_index >= 0 and d.candidate_logits is not None:
-            high = F.interpolate(d.candidate_logits[None].float(), size=(size, size), mode="bilinear")
+            high = F.interpolate(
+                d.candidate_logits[None].float(), size=(size, size), mode="bilinear"
+            )
             row["cand_boxes_1024"] = mask_to_box(high[0] > 0).numpy()
             row["cand_areas_1024"] = (high[0] > 0).sum(dim=(1, 2)).numpy()
         sel = d.selection

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from reference import synth_state_dict
 
+from reference import synth_state_dict
 from samurai import VARIANTS, build_sam2
-from samurai.build import CheckpointMismatchError, build_model, build_model_from_config, model_config
+from samurai.build import (
+    CheckpointMismatchError,
+    build_model,
+    build_model_from_config,
+    model_config,
+)
 from samurai.config import resolve_variant
 
 KEYS_DIR = Path(__file__).parent / "data" / "keys"
@@ -36,7 +41,11 @@ def test_synthetic_checkpoint_loads_strictly(variant: str, synth_checkpoint) -> 
     model = build_model(variant, synth_checkpoint(variant))
     sd = synth_state_dict(variant)
     got = model.state_dict()
-    for key in ("no_mem_embed", "sam_mask_decoder.iou_token.weight", "image_encoder.trunk.pos_embed"):
+    for key in (
+        "no_mem_embed",
+        "sam_mask_decoder.iou_token.weight",
+        "image_encoder.trunk.pos_embed",
+    ):
         torch.testing.assert_close(got[key], sd[key], rtol=0, atol=0)
 
 
@@ -57,9 +66,14 @@ def test_sam2_and_sam2_1_differences() -> None:
 
 
 def test_wrong_variant_names_first_mismatch(synth_checkpoint) -> None:
-    with pytest.raises(CheckpointMismatchError, match=r"sam2_hiera_t: unexpected key 'no_obj_embed_spatial'"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"sam2_hiera_t: unexpected key 'no_obj_embed_spatial'"
+    ):
         build_model("sam2_hiera_t", synth_checkpoint("sam2.1_hiera_t"))
-    with pytest.raises(CheckpointMismatchError, match=r"sam2.1_hiera_s: 'image_encoder.trunk.blocks.10.attn.qkv.weight' has shape"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"sam2.1_hiera_s: 'image_encoder.trunk.blocks.10.attn.qkv.weight' has shape",
+    ):
         build_model("sam2.1_hiera_s", synth_checkpoint("sam2.1_hiera_t"))
 
 
@@ -68,7 +82,9 @@ def test_shape_mismatch_and_truncated_and_corrupt(tmp_path: Path) -> None:
     sd["no_obj_ptr"] = torch.zeros(1, 128)
     bad = tmp_path / "bad.pt"
     torch.save({"model": sd}, bad)
-    with pytest.raises(CheckpointMismatchError, match=r"'no_obj_ptr' has shape \(1, 128\), expected \(1, 256\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"'no_obj_ptr' has shape \(1, 128\), expected \(1, 256\)"
+    ):
         build_model("sam2.1_hiera_t", bad)
     good = tmp_path / "good.pt"
     torch.save({"model": synth_state_dict("sam2.1_hiera_t")}, good)

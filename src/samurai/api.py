@@ -42,16 +42,22 @@ def split_overrides(
         raise ValueError(f"unknown option(s) {sorted(unknown)}")
     if "image_size" in overrides:
         model = model_config(model, image_size=int(overrides["image_size"]))
-    model = replace(model, **{k: v for k, v in overrides.items() if k in model_keys - {"image_size"}})
+    model = replace(
+        model, **{k: v for k, v in overrides.items() if k in model_keys - {"image_size"}}
+    )
     # The SAMURAI configs judge an object absent at logit <= -1; upstream SAM 2.1 at <= 0.
-    tracker = TrackerConfig(min_obj_score_logits=SAMURAI_MIN_OBJ_SCORE_LOGITS if samurai_mode else 0.0)
+    tracker = TrackerConfig(
+        min_obj_score_logits=SAMURAI_MIN_OBJ_SCORE_LOGITS if samurai_mode else 0.0
+    )
     tracker = replace(tracker, **{k: v for k, v in overrides.items() if k in tracker_keys})
     samurai = None
     if samurai_mode:
         base = SAMURAI_DEFAULTS.get(model.name, SamuraiConfig())
         samurai = replace(base, **{k: v for k, v in overrides.items() if k in samurai_keys})
     elif set(overrides) & samurai_keys:
-        raise ValueError(f"SAMURAI options {sorted(set(overrides) & samurai_keys)} need samurai_mode=True")
+        raise ValueError(
+            f"SAMURAI options {sorted(set(overrides) & samurai_keys)} need samurai_mode=True"
+        )
     return model, tracker, samurai
 
 
@@ -92,7 +98,9 @@ def build_sam2_video_predictor(
     ``memory_bank_iou_threshold``, ... and ``offload_state_to_cpu``.
     """
     offload = bool(overrides.pop("offload_state_to_cpu", False))
-    model_cfg, tracker, samurai = split_overrides(variant, samurai_mode=samurai_mode, overrides=overrides)
+    model_cfg, tracker, samurai = split_overrides(
+        variant, samurai_mode=samurai_mode, overrides=overrides
+    )
     model = load_model(model_cfg, checkpoint, device=device)
     runtime = RuntimeOptions(device=str(device), offload_state_to_cpu=offload)
     return SAM2VideoPredictor(model, tracker=tracker, samurai=samurai, runtime=runtime)

@@ -111,7 +111,7 @@ class SamuraiConfig:
     memory_bank_obj_score_threshold: float = 0.0
     memory_bank_kf_score_threshold: float = 0.0
     memory_selection: Literal["recent", "best_iou"] = "recent"
-    """"recent": the official gate (most recent frames that pass); "best_iou": highest-IoU frames."""
+    """``recent``: the official gate (most recent passing frames); ``best_iou``: highest IoU."""
 
 
 SAMURAI_MIN_OBJ_SCORE_LOGITS = -1.0

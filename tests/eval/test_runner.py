@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from eval_layouts import GT, NUM_FRAMES, make_lasot
 from samurai.eval.runner import (
     EvalConfig,
     Progress,
@@ -25,21 +26,6 @@ from samurai.eval.runner import (
     run_benchmark,
     tracker_label,
 )
-
-GT = "300,0,220,400"
-NUM_FRAMES = 3
-
-
-def make_lasot(root: Path, frames: list[Path], names: tuple[str, ...]) -> Path:
-    for name in names:
-        folder = root / name.rsplit("-", 1)[0] / name
-        (folder / "img").mkdir(parents=True)
-        for i, frame in enumerate(frames[:NUM_FRAMES], start=1):
-            (folder / "img" / f"{i:08d}.jpg").symlink_to(frame)
-        (folder / "groundtruth.txt").write_text(f"{GT}\n" * NUM_FRAMES)
-        for flags in ("full_occlusion.txt", "out_of_view.txt"):
-            (folder / flags).write_text(",".join("0" * NUM_FRAMES) + "\n")
-    return root
 
 
 def make_got10k(root: Path, frames: list[Path], names: tuple[str, ...], split: str) -> Path:

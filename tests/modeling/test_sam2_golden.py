@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference import golden, synth_state_dict
 
+from reference import golden, synth_state_dict
 from samurai.build import build_model
 from samurai.modeling.sam2 import NO_OBJ_SCORE, MemoryInputs
 
@@ -67,16 +67,22 @@ def test_encode_memory_both_frames(model, g) -> None:
 
     def feats(key: str) -> ImageFeatures:
         v = _t(g[key])
-        return ImageFeatures(vision_features=v, vision_pos_enc=_t(g["vision_pos_enc2"]), high_res_features=[])
+        return ImageFeatures(
+            vision_features=v, vision_pos_enc=_t(g["vision_pos_enc2"]), high_res_features=[]
+        )
 
     # Frame 0: mask from a box prompt -> binarised; object present.
     mask0 = _t(g["f0_memenc_in_mask_positive_1024"]) * 2 - 1  # logits with the same sign
-    out0 = model.encode_memory(feats("f0_backbone_fpn2"), mask0, _t(g["f0_dec_object_score_logits"]), binarize=True)
+    out0 = model.encode_memory(
+        feats("f0_backbone_fpn2"), mask0, _t(g["f0_dec_object_score_logits"]), binarize=True
+    )
     close(out0.maskmem_features, g["f0_maskmem_features"])
     close(out0.maskmem_pos_enc, g["f0_maskmem_pos_enc"])
     # Frame 1: all logits -1024 (object absent) -> sigmoid 0; score <= 0 adds no_obj_embed_spatial.
     mask1 = torch.full((1, 1, 1024, 1024), NO_OBJ_SCORE)
-    out1 = model.encode_memory(feats("f1_backbone_fpn2"), mask1, _t(g["f1_dec_object_score_logits"]), binarize=False)
+    out1 = model.encode_memory(
+        feats("f1_backbone_fpn2"), mask1, _t(g["f1_dec_object_score_logits"]), binarize=False
+    )
     close(out1.maskmem_features, g["f1_maskmem_features"])
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from golden_trace import TRACES, Trace, run_trace
 from reference import golden
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reference import REFERENCE_DIR, synth_state_dict
 
+from reference import REFERENCE_DIR, synth_state_dict
 from samurai import SAM2VideoPredictor, Tracker, build_sam2_video_predictor
 from samurai.io.frames import ImageFolderSource
 from samurai.io.transforms import resize_video_frame
@@ -67,14 +67,19 @@ def test_each_object_has_its_own_kalman_state(predictor, frames) -> None:
 def test_object_added_mid_video(predictor, frames) -> None:
     state = predictor.init_state(ImageFolderSource(frames))
     predictor.add_new_points_or_box(state, 0, 1, box=BOXES[1])
-    results = {f: ids for f, ids, _ in predictor.propagate_in_video(state, max_frame_num_to_track=2)}
+    results = {
+        f: ids for f, ids, _ in predictor.propagate_in_video(state, max_frame_num_to_track=2)
+    }
     assert results == {0: [1], 1: [1], 2: [1]}
     _, ids, masks = predictor.add_new_points_or_box(state, 3, 2, box=BOXES[2])
     assert ids == [1, 2] and masks.shape[0] == 2
     out = {f: (ids, m) for f, ids, m in predictor.propagate_in_video(state, start_frame_idx=3)}
     assert sorted(out) == [3, 4, 5]
     assert all(ids == [1, 2] for ids, _ in out.values())
-    assert (out[5][1][1] > 0).any(), "the new object is tracked after its prompt"
+    track = state.tracks[2]
+    assert sorted(track.cond_memory) == [3], "the prompt frame conditions the new object"
+    assert {4, 5} <= set(track.memory), "the new object is tracked after its prompt"
+    assert track.entry(2) is None, "nothing is invented before the object's first prompt"
 
 
 def test_reverse_and_start_frame(predictor, frames) -> None:
@@ -83,7 +88,12 @@ def test_reverse_and_start_frame(predictor, frames) -> None:
     fwd = [f for f, _, _ in predictor.propagate_in_video(state)]
     back = [f for f, _, _ in predictor.propagate_in_video(state, reverse=True)]
     assert fwd == [3, 4, 5] and back == [3, 2, 1, 0]
-    part = [f for f, _, _ in predictor.propagate_in_video(state, start_frame_idx=4, max_frame_num_to_track=1)]
+    part = [
+        f
+        for f, _, _ in predictor.propagate_in_video(
+            state, start_frame_idx=4, max_frame_num_to_track=1
+        )
+    ]
     assert part == [4, 5]
 
 

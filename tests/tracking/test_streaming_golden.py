@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from golden_trace import TRACES, make_predictor
 from PIL import Image
-from reference import REFERENCE_DIR, golden
 
+from golden_trace import TRACES, make_predictor
+from reference import REFERENCE_DIR, golden
 from samurai import Tracker
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import synth_state_dict
 
+from reference import synth_state_dict
 from samurai import Tracker, build_sam2_video_predictor
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from samurai.commands import common_options
 
-DEFAULT_FRAMES = Path(os.environ.get("SAMURAI_REFERENCE", "../shared/reference")) / "frames" / "bedroom"
+DEFAULT_FRAMES = (
+    Path(os.environ.get("SAMURAI_REFERENCE", "../shared/reference")) / "frames" / "bedroom"
+)
 BOXES = [[300, 0, 520, 400], [560, 180, 760, 470], [40, 200, 260, 520], [700, 20, 900, 200]]
 
 
@@ -26,8 +28,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--models", nargs="+", default=["sam2.1_hiera_t"], metavar="VARIANT")
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--objects", nargs="+", type=int, default=[1], metavar="N")
-    parser.add_argument("--threads", nargs="+", type=int, default=[0], metavar="N",
-                        help="torch threads (0 = default)")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        type=int,
+        default=[0],
+        metavar="N",
+        help="torch threads (0 = default)",
+    )
     parser.add_argument("--frames", type=int, default=8, help="frames to track (default 8)")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--no-samurai", dest="samurai", action="store_false")
@@ -54,7 +62,9 @@ def _one(args: argparse.Namespace, variant: str, dtype: str, objects: int, peaks
     from samurai.tracking.predictor import VideoPredictor
 
     overrides = {} if args.image_size is None else {"image_size": args.image_size}
-    model_cfg, tracker, samurai = split_overrides(variant, samurai_mode=args.samurai, overrides=overrides)
+    model_cfg, tracker, samurai = split_overrides(
+        variant, samurai_mode=args.samurai, overrides=overrides
+    )
     model = build_model(model_cfg, args.checkpoint)
     predictor = VideoPredictor(model, tracker=tracker, samurai=samurai)
     timer = ComponentTimer()
@@ -63,7 +73,7 @@ def _one(args: argparse.Namespace, variant: str, dtype: str, objects: int, peaks
     state = predictor.init_video(source)
     scale = [state.video_width / 960, state.video_height / 540] * 2
     for i in range(objects):
-        box = [b * s for b, s in zip(BOXES[i], scale)]
+        box = [b * s for b, s in zip(BOXES[i], scale, strict=True)]
         predictor.add_prompt(state, frame_idx=0, obj_id=i + 1, box=box)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     times = []
@@ -74,15 +84,25 @@ def _one(args: argparse.Namespace, variant: str, dtype: str, objects: int, peaks
             if result.frame_idx > 0:
                 times.append(now - start)
             start = now
-        flops = count_flops(lambda: predictor.track_frame(state, min(args.frames, state.num_frames or args.frames) - 1))
+        flops = count_flops(
+            lambda: predictor.track_frame(
+                state, min(args.frames, state.num_frames or args.frames) - 1
+            )
+        )
     steady = times[2:] or times
     sec = sum(steady) / max(1, len(steady))
     total = sum(timer.seconds.values()) or 1.0
-    parts = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(timer.seconds.items(), key=lambda kv: -kv[1]))
+    parts = ", ".join(
+        f"{k} {100 * v / total:.0f}%"
+        for k, v in sorted(timer.seconds.items(), key=lambda kv: -kv[1])
+    )
     gflops = flops / sec / 1e9
     peak = peaks[dtype]
-    return (f"| {variant} | {dtype} | {objects} | {torch.get_num_threads()} | {sec:.2f} | "
-            f"{flops / 1e9:.0f} | {gflops:.0f} ({gflops / peak:.2f} of peak) | {peak_rss_mb():.0f} | {parts} |")
+    return (
+        f"| {variant} | {dtype} | {objects} | {torch.get_num_threads()} | {sec:.2f} | "
+        f"{flops / 1e9:.0f} | {gflops:.0f} ({gflops / peak:.2f} of peak) | "
+        f"{peak_rss_mb():.0f} | {parts} |"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,9 +114,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {machine_summary()}")
     peaks = {d: matmul_peak_gflops(getattr(torch, d)) for d in args.dtypes}
     print("matmul peak: " + ", ".join(f"{d} {p:.0f} GFLOP/s" for d, p in peaks.items()))
-    print("\n| model | dtype | objects | threads | s/frame | GFLOP/frame | GFLOP/s | peak RSS MiB | time by component |")
+    print(
+        "\n| model | dtype | objects | threads | s/frame | GFLOP/frame | GFLOP/s | "
+        "peak RSS MiB | time by component |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    for variant, dtype, objects, threads in itertools.product(args.models, args.dtypes, args.objects, args.threads):
+    for variant, dtype, objects, threads in itertools.product(
+        args.models, args.dtypes, args.objects, args.threads
+    ):
         torch.set_num_threads(threads or default_threads)
         print(_one(args, variant, dtype, objects, peaks), flush=True)
     return 0

@@ -50,7 +50,8 @@ def attend_raw_values(
     groups = batch * heads
     q3 = (q * dim**-0.5).reshape(groups, n_q, dim)
     k3 = k.reshape(groups, n_k, dim)
-    v3 = values.unsqueeze(1).expand(batch, heads, n_k, -1).reshape(groups, n_k, -1)
+    # Under bfloat16 autocast the queries are bfloat16 while the stored memories are float32.
+    v3 = values.to(q.dtype).unsqueeze(1).expand(batch, heads, n_k, -1).reshape(groups, n_k, -1)
     block = max(1, min(n_k, _SCORE_BLOCK_ELEMENTS // (groups * n_q)))
     scores_buf = q.new_empty(groups, n_q, block)
     row_max = q.new_full((groups, n_q, 1), float("-inf"))

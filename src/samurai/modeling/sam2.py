@@ -247,7 +247,7 @@ class Sam2Model(nn.Module):
         cfg = self.config
         tokens, pos = [], []
         for feats, enc, t_pos in zip(
-            memory.maskmem_features, memory.maskmem_pos_enc, memory.maskmem_tpos
+            memory.maskmem_features, memory.maskmem_pos_enc, memory.maskmem_tpos, strict=True
         ):
             # Stored memories are bfloat16 (as the official predictor stores them).
             tokens.append(feats.to(torch.float32).flatten(2).permute(2, 0, 1))

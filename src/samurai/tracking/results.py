@@ -96,7 +96,7 @@ class FrameResult:
         return self.video_res_logits()[:, 0] > 0
 
     def boxes_xywh(self) -> torch.Tensor:
-        """(N, 4) int64 ``x, y, w, h`` boxes (LaSOT / GOT-10k form, ``w = x1 - x0``), zeros if empty."""
+        """(N, 4) int64 ``x, y, w, h`` (LaSOT / GOT-10k form, ``w = x1 - x0``); zeros if empty."""
         b = self.boxes_xyxy()
         return torch.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], dim=1)
 

@@ -71,7 +71,9 @@ class SAM2VideoPredictor(VideoPredictor):
         mask: ArrayLike | torch.Tensor,
     ) -> Output:
         """Add a 2-D mask for an object on a frame."""
-        return _output(self.add_prompt(inference_state, frame_idx=frame_idx, obj_id=obj_id, mask=mask))
+        return _output(
+            self.add_prompt(inference_state, frame_idx=frame_idx, obj_id=obj_id, mask=mask)
+        )
 
     def propagate_in_video(
         self,
@@ -82,7 +84,10 @@ class SAM2VideoPredictor(VideoPredictor):
     ) -> Iterator[Output]:
         """Yield ``(frame_idx, obj_ids, video_res_masks)`` for every tracked frame."""
         for result in self.propagate(
-            inference_state, start=start_frame_idx, reverse=reverse, max_frames=max_frame_num_to_track
+            inference_state,
+            start=start_frame_idx,
+            reverse=reverse,
+            max_frames=max_frame_num_to_track,
         ):
             yield _output(result)
 
@@ -113,7 +118,9 @@ class SAM2VideoPredictor(VideoPredictor):
             return inference_state.obj_ids, []
         frames = sorted(inference_state.tracks[obj_id].prompted_outputs)
         super().remove_object(inference_state, obj_id)
-        updated = [_output(self._frame_result(inference_state, f)) for f in frames] if need_output else []
+        updated = (
+            [_output(self._frame_result(inference_state, f)) for f in frames] if need_output else []
+        )
         return inference_state.obj_ids, updated
 
     def reset_state(self, inference_state: VideoState) -> None:

@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 from samurai.io.frames import Frame, FrameSource, FrameSourceError
 from samurai.modeling.sam2 import Sam2Model
 from samurai.tracking.predictor import VideoPredictor
-from samurai.tracking.results import FrameResult
+from samurai.tracking.results import FrameResult, ObjectResult
 from samurai.tracking.state import VideoState
 
 
@@ -53,7 +53,9 @@ class _PendingPrompt:
 def _as_frame(frame: ArrayLike | torch.Tensor) -> Frame:
     arr = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"a frame must be an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"a frame must be an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -101,7 +103,7 @@ class Tracker:
         labels: ArrayLike | None = None,
         mask: ArrayLike | None = None,
     ) -> None:
-        """Prompt an object (box ``[x0, y0, x1, y1]`` in pixels, clicks or mask) on the next frame."""
+        """Prompt an object (box ``[x0, y0, x1, y1]`` pixels, clicks or mask) on the next frame."""
         if box is None and points is None and mask is None:
             raise ValueError("add_object needs a box, points with labels, or a mask")
         kwargs = {"box": box, "points": points, "labels": labels, "mask": mask}
@@ -114,16 +116,25 @@ class Tracker:
         self._source.push(idx, arr)
         if self.state is None:
             self.state = VideoState(
-                source=self._source, video_height=arr.shape[0], video_width=arr.shape[1], num_frames=None
+                source=self._source,
+                video_height=arr.shape[0],
+                video_width=arr.shape[1],
+                num_frames=None,
             )
         pending, self._pending = self._pending, []
+        prompted: dict[int, ObjectResult] = {}
         for p in pending:
-            self.predictor.add_prompt(self.state, frame_idx=idx, obj_id=p.obj_id, **p.kwargs)
+            out = self.predictor.add_prompt(self.state, frame_idx=idx, obj_id=p.obj_id, **p.kwargs)
+            prompted[p.obj_id] = out.object(p.obj_id)
         if not self.state.tracks:
             raise ValueError("no objects to track: call add_object(obj_id, box=...) first")
         result = self.predictor.track_frame(self.state, idx)
         self.frame_idx += 1
-        return result
+        if not prompted:
+            return result
+        # Prompted objects report their prompt step (with its details), not the stored copy.
+        objects = [prompted.get(o.obj_id, o) for o in result.objects]
+        return FrameResult(frame_idx=idx, objects=objects, video_size=result.video_size)
 
     def reset(self) -> None:
         """Forget every object and start a new stream."""
