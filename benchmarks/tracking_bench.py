@@ -60,6 +60,7 @@ def run(
         now = time.perf_counter()
         times.append(now - start)
         start = now
+    timer.restore()
     steady = times[3:] or times[1:]
     return sum(steady) / len(steady), timer
 

@@ -61,12 +61,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_MISSING = object()
+
+
 @dataclass
 class ComponentTimer:
     """Wall time per named component, accumulated over calls."""
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _patched: list[tuple[Any, str, Any]] = field(default_factory=list)
 
     @contextmanager
     def measure(self, name: str) -> Iterator[None]:
@@ -85,7 +89,17 @@ class ComponentTimer:
             with self.measure(name):
                 return original(*args, **kwargs)
 
+        self._patched.append((obj, attr, obj.__dict__.get(attr, _MISSING)))
         object.__setattr__(obj, attr, timed)  # also on frozen dataclasses
+
+    def restore(self) -> None:
+        """Undo every ``wrap`` (newest first)."""
+        for obj, attr, previous in reversed(self._patched):
+            if previous is _MISSING:
+                object.__delattr__(obj, attr)
+            else:
+                object.__setattr__(obj, attr, previous)
+        self._patched.clear()
 
 
 def instrument(predictor: VideoPredictor, timer: ComponentTimer) -> None:

@@ -89,6 +89,7 @@ def _one(args: argparse.Namespace, variant: str, dtype: str, objects: int, peaks
                 state, min(args.frames, state.num_frames or args.frames) - 1
             )
         )
+    timer.restore()
     steady = times[2:] or times
     sec = sum(steady) / max(1, len(steady))
     total = sum(timer.seconds.values()) or 1.0
