@@ -300,7 +300,7 @@ def test_ctrl_c_keeps_outputs_marked_incomplete(
     masks = out / "masks.partial"  # PNGs appear frame by frame (text outputs are buffered)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if masks.is_dir() and len(list(masks.glob("*.png"))) >= 2:
+        if masks.is_dir() and len(list(masks.glob("*.png"))) >= 3:
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
