@@ -126,3 +126,56 @@ def collect(results: list[FrameResult], predictor: VideoPredictor) -> Trace:
 
 def _pad(values: list[int], n: int) -> np.ndarray:
     return np.array(values + [-1] * (n - len(values)), dtype=np.int64)
+
+
+DECISION_KEYS = (
+    "chosen_token",
+    "chosen_candidate",
+    "mem_frames",
+    "mem_tpos",
+    "ptr_frames",
+    "is_obj_appearing_mask",
+    "kf_phase",
+    "stable_frames",
+    "mem_gate_pass",
+)
+"""Per-frame discrete decisions of a golden trace."""
+
+
+@dataclass(frozen=True)
+class Margin:
+    frame: int
+    kind: str
+    margin: float
+
+
+def decision_margins(g: Any, samurai: bool, variant: str = "sam2.1_hiera_t") -> list[Margin]:
+    """How far each tracked frame's decisions of the official run are from flipping, smallest first.
+
+    ``choice``: gap between the best and second-best candidate score (SAMURAI's weighted score
+    in the stable phase, the predicted IoU otherwise); ``reset``: best IoU vs
+    ``stable_ious_threshold``; ``gate``: distance of the memory gate's deciding score from its
+    threshold; ``appearing``: object score vs ``min_obj_score_logits`` (-1).
+    """
+    cfg = SAMURAI_DEFAULTS[variant]
+    out = []
+    for f in range(1, len(g["frame_idx"])):
+        ious = np.sort(g["ious"][f])[::-1]
+        stable = samurai and int(g["kf_phase"][f]) == 3
+        if stable:
+            scores = np.sort(g["selection_scores"][f])[::-1]
+            out.append(Margin(f, "choice", float(scores[0] - scores[1])))
+        elif g["multimask_output"][f]:
+            out.append(Margin(f, "choice", float(ious[0] - ious[1])))
+        out.append(Margin(f, "appearing", abs(float(g["object_score_logit"][f]) + 1.0)))
+        if samurai:
+            out.append(Margin(f, "reset", abs(float(ious[0]) - cfg.stable_ious_threshold)))
+            kf = float(g["kf_score"][f])
+            gaps = [
+                float(g["best_iou_score"][f]) - cfg.memory_bank_iou_threshold,
+                float(g["object_score_logit"][f]) - cfg.memory_bank_obj_score_threshold,
+            ] + ([kf - cfg.memory_bank_kf_score_threshold] if np.isfinite(kf) else [])
+            failing = [-x for x in gaps if x <= 0]
+            # passing: the smallest surplus flips it; failing: every deficit must close
+            out.append(Margin(f, "gate", max(failing) if failing else min(gaps)))
+    return sorted(out, key=lambda m: m.margin)

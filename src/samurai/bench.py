@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from samurai.tracking.predictor import VideoPredictor
 
@@ -49,9 +49,19 @@ def matmul_peak_gflops(
     return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
+def _cpu_flash_attention_flops(query, key, value, *args: Any, out_shape=None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# PyTorch's counter knows the CUDA attention kernels only; SAM 2's Hiera attends with the CPU one.
+_EXTRA_FLOP_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops
+}
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """Floating-point operations of one call (matmuls, convolutions, attention)."""
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS) as counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -122,8 +122,10 @@ class InferenceManager:
         checkpoint: a ``.pt`` / ``.safetensors`` path or a state dict; None takes the cached
             official checkpoint and downloads it on first use.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
-        dtype: ``"float32"``; ``"bfloat16"`` (CPU, CUDA, MPS) or ``"float16"`` (CUDA, MPS) run
-            the model under ``torch.autocast`` like the official demo; experimental.
+        dtype: ``"float32"``; ``"bfloat16"`` runs the image-encoder trunk and memory attention
+            as split-bfloat16 GEMMs (about 0.6x the float32 time on CPUs with bfloat16
+            matmuls, tracking decisions kept on the reference traces; docs/benchmarks.md);
+            ``"float16"`` (CUDA, MPS) runs under ``torch.autocast`` like the official demo.
         samurai_mode: SAMURAI motion-aware selection and memory (False: plain SAM 2).
         random_weights: skip the checkpoint and use untrained weights (demo fallback only:
             the masks are then meaningless).
@@ -356,7 +358,8 @@ class InferenceManager:
             yield frame, tracker.step(frame)
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == "float32":
+        # bfloat16 is a model setting (RuntimeOptions -> split-bfloat16 layers), no autocast
+        if self.dtype != "float16":
             return contextlib.nullcontext()
         return _reduced_precision(self.device, self.dtype)
 

@@ -70,26 +70,27 @@ def _one(args: argparse.Namespace, variant: str, dtype: str, objects: int, peaks
     timer = ComponentTimer()
     instrument(predictor, timer)
     source = _frames(args)
+    model.set_compute_dtype(getattr(torch, dtype))
     state = predictor.init_video(source)
     scale = [state.video_width / 960, state.video_height / 540] * 2
     for i in range(objects):
         box = [b * s for b, s in zip(BOXES[i], scale, strict=True)]
         predictor.add_prompt(state, frame_idx=0, obj_id=i + 1, box=box)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     times = []
-    with autocast:
-        start = time.perf_counter()
-        for result in predictor.propagate(state, max_frames=args.frames - 1):
-            now = time.perf_counter()
-            if result.frame_idx > 0:
-                times.append(now - start)
-            start = now
-        flops = count_flops(
-            lambda: predictor.track_frame(
-                state, min(args.frames, state.num_frames or args.frames) - 1
-            )
-        )
+    start = time.perf_counter()
+    for result in predictor.propagate(state, max_frames=args.frames - 1):
+        now = time.perf_counter()
+        if result.frame_idx > 0:
+            times.append(now - start)
+        start = now
     timer.restore()
+    # Model FLOPs: counted in float32, where each multiply-add is done once (split bfloat16
+    # GEMMs execute twice the FLOPs of the layers they run).
+    model.set_compute_dtype(torch.float32)
+    state.features.clear()  # count the image encoder too
+    flops = count_flops(
+        lambda: predictor.track_frame(state, min(args.frames, state.num_frames or args.frames) - 1)
+    )
     steady = times[2:] or times
     sec = sum(steady) / max(1, len(steady))
     total = sum(timer.seconds.values()) or 1.0

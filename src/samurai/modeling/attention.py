@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samurai.modeling.precision import Linear
+
 
 class Attention(nn.Module):
     """Attention that can downscale the embedding size after projecting to queries, keys, values.
@@ -29,10 +31,10 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         if self.internal_dim % num_heads != 0:
             raise ValueError("num_heads must divide embedding_dim // downsample_rate")
-        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
-        self.k_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
-        self.v_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
-        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.q_proj = Linear(embedding_dim, self.internal_dim)
+        self.k_proj = Linear(self.kv_in_dim, self.internal_dim)
+        self.v_proj = Linear(self.kv_in_dim, self.internal_dim)
+        self.out_proj = Linear(self.internal_dim, embedding_dim)
 
     def separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` -> ``(B, heads, N, C / heads)``."""

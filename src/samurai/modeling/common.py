@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samurai.modeling.precision import Linear
+
 
 class MLP(nn.Module):
     """Stack of ``num_layers`` linear layers with an activation between them.
@@ -26,7 +28,7 @@ class MLP(nn.Module):
         self.num_layers = num_layers
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out, strict=True))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out, strict=True))
         self.sigmoid_output = sigmoid_output
         self.act = activation()
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from samurai.modeling.attention import Attention
 from samurai.modeling.common import activation_from_name
+from samurai.modeling.precision import Linear, attention_bfloat16, check_compute_dtype
 from samurai.modeling.rope import apply_axial_rope, axial_rope_tables
 
 _SCORE_BLOCK_ELEMENTS = 1 << 24
@@ -67,9 +68,18 @@ def attend_raw_values(
         denom.mul_(rescale).add_(scores.sum(dim=-1, keepdim=True))
         mixed.mul_(rescale).baddbmm_(scores, v_blk)
     mixed.div_(denom)
-    # Per-head projection: (B, h, Nq, kv) @ (h, kv, d) + (h, 1, d).
+    return project_values(mixed.view(batch, heads, n_q, -1), v_proj)
+
+
+def project_values(mixed: torch.Tensor, v_proj: nn.Linear) -> torch.Tensor:
+    """Per-head value projection of attention-weighted raw values.
+
+    ``(B, h, Nq, kv_in_dim) @ (h, kv_in_dim, d) + (h, 1, d)`` -> ``(B, h, Nq, d)``.
+    """
+    heads = mixed.shape[1]
+    dim = v_proj.weight.shape[0] // heads
     weight = v_proj.weight.view(heads, dim, -1).transpose(1, 2)
-    out = torch.matmul(mixed.view(batch, heads, n_q, -1), weight)
+    out = torch.matmul(mixed, weight)
     if v_proj.bias is not None:
         out = out + v_proj.bias.view(heads, 1, dim)
     return out
@@ -102,6 +112,11 @@ class RoPEAttention(Attention):
         )
         self.rope_theta = rope_theta
         self.rope_k_repeat = rope_k_repeat
+        self.compute_dtype = torch.float32
+
+    def set_compute_dtype(self, dtype: torch.dtype | None) -> None:
+        """bfloat16: attention GEMMs in bfloat16 (softmax in float32); float32: exact path."""
+        self.compute_dtype = check_compute_dtype(dtype)
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
@@ -132,9 +147,17 @@ class RoPEAttention(Attention):
         k = apply_axial_rope(
             self.separate_heads(self.k_proj(k)), cos, sin, num_exclude=num_k_exclude_rope
         )
+        raw_values = self.kv_in_dim < head_dim
+        if self.compute_dtype == torch.bfloat16:
+            if raw_values:
+                mixed = attention_bfloat16(q, k, v, shared_values=True)
+                out = project_values(mixed, self.v_proj)
+            else:
+                out = attention_bfloat16(q, k, self.separate_heads(self.v_proj(v)))
+            return self.out_proj(self.recombine_heads(out))
         # The raw-value path pays off on CPU, where SDPA's fused kernel needs equal head dims; it
         # writes into preallocated buffers, which autograd cannot record.
-        if self.kv_in_dim < head_dim and q.device.type == "cpu" and not torch.is_grad_enabled():
+        if raw_values and q.device.type == "cpu" and not torch.is_grad_enabled():
             out = attend_raw_values(q, k, v, self.v_proj)
         else:
             out = F.scaled_dot_product_attention(q, k, self.separate_heads(self.v_proj(v)))
@@ -164,8 +187,8 @@ class MemoryAttentionLayer(nn.Module):
         self.d_model = d_model
         self.self_attn = self_attention
         self.cross_attn_image = cross_attention
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)

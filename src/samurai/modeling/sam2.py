@@ -17,6 +17,7 @@ from torch import nn
 from samurai.config import ModelConfig
 from samurai.modeling.common import MLP
 from samurai.modeling.mask_decoder import DecoderOutput
+from samurai.modeling.precision import check_compute_dtype, set_compute_dtype
 
 NO_OBJ_SCORE = -1024.0
 """Logit written into every mask pixel of an object judged absent (official ``NO_OBJ_SCORE``)."""
@@ -130,6 +131,25 @@ class Sam2Model(nn.Module):
     @property
     def image_size(self) -> int:
         return self.config.image_size
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """float32, or bfloat16 after ``set_compute_dtype(torch.bfloat16)``."""
+        return getattr(self, "_compute_dtype", torch.float32)
+
+    def set_compute_dtype(self, dtype: torch.dtype | None) -> Sam2Model:
+        """Run the image-encoder trunk and memory attention in split bfloat16, or float32.
+
+        Those two hold over 95 % of a tracked frame's FLOPs. Everything else (FPN neck, prompt
+        encoder, mask decoder and its IoU / object-score heads, memory encoder, pointers) stays
+        float32: it is cheap, and the score heads turn small feature errors into flipped
+        decisions. See ``modeling/precision.py``. Call after loading weights and moving devices.
+        """
+        dtype = check_compute_dtype(dtype)
+        set_compute_dtype(self.image_encoder.trunk, dtype)
+        set_compute_dtype(self.memory_attention, dtype)
+        self._compute_dtype = dtype
+        return self
 
     @property
     def device(self) -> torch.device:

@@ -31,7 +31,8 @@ class VideoPredictor:
         model: a loaded ``Sam2Model`` (shared, never modified).
         tracker: SAM 2 inference policy.
         samurai: SAMURAI motion-aware selection and memory gate; None = plain SAM 2.
-        runtime: device / offload options.
+        runtime: device, dtype and offload options; ``dtype="bfloat16"`` switches the model
+            to split-bfloat16 compute (``Sam2Model.set_compute_dtype``).
         bounded_memory: drop memories no future frame can select while tracking forward, so
             memory stays flat in video length (results are unchanged).
     """
@@ -49,6 +50,9 @@ class VideoPredictor:
         self.tracker = tracker or TrackerConfig()
         self.samurai = samurai
         self.runtime = runtime or RuntimeOptions()
+        if self.runtime.dtype == "bfloat16":
+            # split-bfloat16 heavy layers; float16 stays an autocast option of the caller
+            model.set_compute_dtype(torch.bfloat16)
         self.bounded_memory = bounded_memory
         self.stepper = ObjectStepper(model, self.tracker, samurai)
 
