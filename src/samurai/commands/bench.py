@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     peaks = {d: matmul_peak_gflops(getattr(torch, d)) for d in args.dtypes}
     print("matmul peak: " + ", ".join(f"{d} {p:.0f} GFLOP/s" for d, p in peaks.items()))
     print(
-        "\n| model | dtype | objects | threads | s/frame | GFLOP/frame | GFLOP/s | "
+        "\n| model | dtype | objects | threads | s/frame | model GFLOP/frame | GFLOP/s | "
         "peak RSS MiB | time by component |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
