@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COMPONENTS = ["image encoder", "memory attention", "memory encoder", "mask decoder"]
 _SHARE = re.compile(r"([a-zA-Z /()+-]+?) (\d+)%")
@@ -50,7 +50,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
     labels = [r[0] for r in rows]
     left = [0.0] * len(rows)
-    for comp in COMPONENTS + ["other"]:
+    for comp in [*COMPONENTS, "other"]:
         widths = [r[2][comp] for r in rows]
         ax.barh(labels, widths, left=left, label=comp)
         left = [a + b for a, b in zip(left, widths, strict=True)]

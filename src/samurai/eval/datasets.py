@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def _load_attributes(spec: AttributeSpec | None, names: Iterable[str]) -> dict[s
     return result
 
 
-class _Reader:
+class _Reader(ABC):
     """Common part of the readers: a name list, iteration, lookup."""
 
     name = "generic"
@@ -189,8 +190,9 @@ class _Reader:
     def __iter__(self) -> Iterator[Sequence]:
         return (self.load(name) for name in self._names)
 
+    @abstractmethod
     def load(self, name: str) -> Sequence:
-        raise NotImplementedError
+        """One sequence by name, its ground truth read from disk."""
 
     def _check_name(self, name: str) -> None:
         if name not in self._names:

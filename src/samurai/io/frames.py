@@ -138,15 +138,18 @@ class FrameSource:
         for idx in reversed(frames) if reverse else frames:
             yield idx, self._read(idx)
 
+    # Each source overrides the hooks of its kind; the base versions say which one is missing.
     def _read(self, idx: int) -> Frame:
-        raise NotImplementedError
+        """Seekable sources: frame ``idx``."""
+        raise FrameSourceError(f"{self.name}: {type(self).__name__} cannot read frames by index")
 
     def _position(self) -> int:
         """Live sources: index of the next frame."""
-        raise NotImplementedError
+        raise FrameSourceError(f"{self.name}: {type(self).__name__} is not a live source")
 
     def _iter_live(self, stop: int | None) -> Iterator[tuple[int, Frame]]:
-        raise NotImplementedError
+        """Live sources: frames from the current position up to ``stop``."""
+        raise FrameSourceError(f"{self.name}: {type(self).__name__} is not a live source")
 
 
 # ----------------------------------------------------------------------------- in-memory frames

@@ -124,6 +124,7 @@ class Sam2Model(nn.Module):
         if config.no_obj_embed_spatial:
             self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, mem))
         self.obj_ptr_proj = MLP(hidden, hidden, hidden, 3)
+        self._compute_dtype = torch.float32
         self.obj_ptr_tpos_proj: nn.Module = (
             nn.Linear(hidden, mem) if config.proj_tpos_enc_in_obj_ptrs else nn.Identity()
         )
@@ -135,7 +136,7 @@ class Sam2Model(nn.Module):
     @property
     def compute_dtype(self) -> torch.dtype:
         """float32, or bfloat16 after ``set_compute_dtype(torch.bfloat16)``."""
-        return getattr(self, "_compute_dtype", torch.float32)
+        return self._compute_dtype
 
     def set_compute_dtype(self, dtype: torch.dtype | None) -> Sam2Model:
         """Run the image-encoder trunk and memory attention in split bfloat16, or float32.
@@ -143,7 +144,7 @@ class Sam2Model(nn.Module):
         Those two hold over 95 % of a tracked frame's FLOPs. Everything else (FPN neck, prompt
         encoder, mask decoder and its IoU / object-score heads, memory encoder, pointers) stays
         float32: it is cheap, and the score heads turn small feature errors into flipped
-        decisions. See ``modeling/precision.py``. Call after loading weights and moving devices.
+        decisions. See ``modeling/precision.py``.
         """
         dtype = check_compute_dtype(dtype)
         set_compute_dtype(self.image_encoder.trunk, dtype)

@@ -14,6 +14,7 @@ video length.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -234,7 +235,7 @@ def _num_ptrs(layout: MemoryLayout, num_frames: int | None) -> int:
 
 
 @dataclass(frozen=True)
-class _SelectorBase:
+class _SelectorBase(ABC):
     """What every strategy shares: conditioning frames, object pointers, retention."""
 
     layout: MemoryLayout = field(default_factory=MemoryLayout)
@@ -294,6 +295,7 @@ class _SelectorBase:
                 pointers.append(PointerSlot(t, t_diff))
         return tuple(pointers)
 
+    @abstractmethod
     def _past_slots(
         self,
         frame_idx: int,
@@ -303,7 +305,6 @@ class _SelectorBase:
         reverse: bool,
     ) -> tuple[tuple[MemorySlot, ...], tuple[int, ...]]:
         """(non-conditioning memory slots, frames whose gate scores were read)."""
-        raise NotImplementedError
 
     def retained_frames(
         self,
