@@ -18,6 +18,7 @@ from samurai.io.masks import mask_to_box
 from samurai.tracking.memory import GateScores, MemoryGate
 from samurai.tracking.predictor import VideoPredictor
 from samurai.tracking.results import FrameResult
+from samurai.tracking.state import VideoState
 
 MANIFEST = {"t": "sam2.1_hiera_t", "b+": "sam2.1_hiera_b+", "l": "sam2.1_hiera_l"}
 
@@ -48,13 +49,13 @@ def make_predictor(spec: TraceSpec, *, dtype: torch.dtype = torch.float32) -> Vi
     return VideoPredictor(model, tracker=tracker, samurai=samurai)
 
 
-def run_trace(spec: TraceSpec, predictor: VideoPredictor | None = None) -> dict[str, np.ndarray]:
-    """Track the golden run's frames and prompt; return per-frame arrays named as in golden."""
-    g = golden(spec.golden)
-    meta = json.loads(str(g["meta_json"]))
-    num = int(meta["num_frames"])
+def prompted_state(
+    spec: TraceSpec, predictor: VideoPredictor, *, frames: int | None = None
+) -> tuple[VideoState, FrameResult]:
+    """A video of the golden run's frames (the first ``frames`` of them) with its prompt added."""
+    meta = json.loads(str(golden(spec.golden)["meta_json"]))
+    num = int(meta["num_frames"]) if frames is None else frames
     files = sorted((REFERENCE_DIR / "frames" / "bedroom").glob("*.jpg"))[:num]
-    predictor = predictor or make_predictor(spec)
     state = predictor.init_video(ImageFolderSource(files))
     p = meta["prompt"]
     first = predictor.add_prompt(
@@ -65,7 +66,15 @@ def run_trace(spec: TraceSpec, predictor: VideoPredictor | None = None) -> dict[
         points=p["points_xy"],
         labels=p["labels"],
     )
-    results = [first] + [r for r in predictor.propagate(state) if r.frame_idx != p["frame"]]
+    return state, first
+
+
+def run_trace(spec: TraceSpec, predictor: VideoPredictor | None = None) -> dict[str, np.ndarray]:
+    """Track the golden run's frames and prompt; return per-frame arrays named as in golden."""
+    predictor = predictor or make_predictor(spec)
+    state, first = prompted_state(spec, predictor)
+    skip = first.frame_idx
+    results = [first] + [r for r in predictor.propagate(state) if r.frame_idx != skip]
     return collect(results, predictor)
 
 

@@ -211,3 +211,25 @@ def test_channel_mismatch_raises() -> None:
     )
     with pytest.raises(ValueError, match="channels"):
         ImageEncoder(trunk=trunk, neck=neck)
+
+
+def test_pos_embed_cache_follows_size_and_weights() -> None:
+    torch.manual_seed(0)
+    trunk = Hiera.from_config(VARIANTS["sam2.1_hiera_t"].hiera)
+    with torch.no_grad():
+        trunk.pos_embed.normal_()
+        trunk.pos_embed_window.normal_()
+        first = trunk._get_pos_embed((64, 64))
+        assert trunk._get_pos_embed((64, 64)) is first  # cached
+        torch.testing.assert_close(first, trunk._compute_pos_embed((64, 64)), rtol=0, atol=0)
+        other = trunk._get_pos_embed((32, 32))
+        assert other.shape == (1, 32, 32, 96)
+        torch.testing.assert_close(other, trunk._compute_pos_embed((32, 32)), rtol=0, atol=0)
+        # new weights (as load_state_dict copies them in place) invalidate the cache
+        trunk.load_state_dict({**trunk.state_dict(), "pos_embed": torch.ones_like(trunk.pos_embed)})
+        fresh = trunk._get_pos_embed((32, 32))
+        torch.testing.assert_close(fresh, trunk._compute_pos_embed((32, 32)), rtol=0, atol=0)
+        assert not torch.equal(fresh, other)
+    # with autograd the embedding is recomputed, so gradients reach the parameters
+    trunk._get_pos_embed((32, 32)).sum().backward()
+    assert trunk.pos_embed.grad is not None and trunk.pos_embed.grad.abs().sum() > 0

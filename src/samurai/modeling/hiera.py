@@ -192,6 +192,7 @@ class Hiera(nn.Module):
         self.pos_embed_window = nn.Parameter(
             torch.zeros(1, embed_dim, window_spec[0], window_spec[0])
         )
+        self._pos_embed_cache: tuple[tuple, torch.Tensor] | None = None
         self.blocks = nn.ModuleList()
         stage = 0
         for i in range(sum(stages)):
@@ -235,8 +236,21 @@ class Hiera(nn.Module):
     def _get_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
         """Background embedding resized (bicubic) to ``hw`` plus the tiled window embedding.
 
-        Returns (1, H, W, C); H and W must be multiples of ``window_spec[0]``.
+        Returns (1, H, W, C); H and W must be multiples of ``window_spec[0]``. Without autograd
+        the result is cached per size and parameter version (the bicubic resize costs 20 ms per
+        1024 px frame); never modify it in place.
         """
+        params = (self.pos_embed, self.pos_embed_window)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return self._compute_pos_embed(hw)
+        key = (hw, self.pos_embed.device, self.pos_embed.dtype, *(p._version for p in params))
+        if self._pos_embed_cache is None or self._pos_embed_cache[0] != key:
+            # a plain tensor even under inference_mode, usable later with autograd on
+            with torch.inference_mode(False), torch.no_grad():
+                self._pos_embed_cache = (key, self._compute_pos_embed(hw))
+        return self._pos_embed_cache[1]
+
+    def _compute_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
         window = self.pos_embed_window
         wh, ww = window.shape[-2:]

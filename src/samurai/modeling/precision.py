@@ -121,6 +121,8 @@ def attention_bfloat16(
     if shared_values:
         vb = vb.unsqueeze(1)  # broadcast over heads without a copy
     rows = max(1, min(n_q, _SCORE_BLOCK_ELEMENTS // max(1, batch * heads * n_k)))
+    if rows < n_q:
+        kt = kt.contiguous()  # one transpose instead of one per block of rows
     out = q.new_empty(batch, heads, n_q, vb.shape[-1], dtype=torch.float32)
     for start in range(0, n_q, rows):
         scores = torch.matmul(qb[:, :, start : start + rows], kt)

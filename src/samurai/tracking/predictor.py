@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 from numpy.typing import ArrayLike
 
+from samurai.allocator import reuse_freed_memory
 from samurai.config import RuntimeOptions, SamuraiConfig, TrackerConfig
 from samurai.io.frames import FrameSourceSpec, open_source
 from samurai.io.transforms import preprocess_video_frame
@@ -50,6 +51,8 @@ class VideoPredictor:
         self.tracker = tracker or TrackerConfig()
         self.samurai = samurai
         self.runtime = runtime or RuntimeOptions()
+        if self.runtime.reuse_freed_memory and model.device.type == "cpu":
+            reuse_freed_memory()
         if self.runtime.dtype == "bfloat16":
             # split-bfloat16 heavy layers; float16 stays an autocast option of the caller
             model.set_compute_dtype(torch.bfloat16)
