@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -29,13 +27,24 @@ from samurai.checkpoints import ensure_checkpoint
 from samurai.config import RuntimeOptions, resolve_variant
 from samurai.io.frames import Frame, FrameSource, FrameSourceSpec, open_source
 from samurai.io.sinks import (
-    ALL_OUTPUTS,
     AbsentBox,
     MultiSink,
     OverlayVideoSink,
     VideoInfo,
     make_sinks,
     marked_path,
+)
+from samurai.track_request import (
+    DTYPES,
+    Dtype,
+    ObjectPrompt,
+    check_device,
+    check_dtype,
+    check_save,
+    ensure_writable_folder,
+    fit_prompt,
+    object_prompts,
+    validate_prompts,
 )
 from samurai.tracking.results import FrameResult
 from samurai.tracking.sam2_api import SAM2VideoPredictor
@@ -58,14 +67,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SAVE: tuple[str, ...] = ("overlay", "boxes", "rle", "scores")
 """Outputs written unless told otherwise: everything but the PNG masks."""
-DTYPES = ("float32", "bfloat16", "float16")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
 
 ProgressCallback = Callable[[int, "int | None", float], None]
 """``progress(frames_done, total_frames_or_None, frames_per_second)``, called after each frame."""
 StopCallback = Callable[[], bool]
 """``should_stop()``: True ends tracking after the current frame; outputs are kept, incomplete."""
-Dtype = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
@@ -87,17 +94,6 @@ class TrackSummary:
     outputs: dict[str, Path]
     complete: bool
     obj_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class _ObjectPrompt:
-    obj_id: int
-    box_xyxy: list[float] | None
-    points: list[list[float]] | None
-    labels: list[int] | None
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"box": self.box_xyxy, "points": self.points, "labels": self.labels}
 
 
 def default_output_dir(video: FrameSourceSpec) -> Path:
@@ -151,8 +147,8 @@ class InferenceManager:
         **overrides: Any,
     ) -> None:
         self.variant = resolve_variant(variant)
-        self.device = _check_device(device)
-        self.dtype = _check_dtype(dtype, self.device)
+        self.device = check_device(device)
+        self.dtype = check_dtype(dtype, self.device)
         offload = bool(overrides.pop("offload_state_to_cpu", False))
         model_cfg, tracker, samurai = split_overrides(
             self.variant, samurai_mode=samurai_mode, overrides=overrides
@@ -269,12 +265,12 @@ class InferenceManager:
             OSError: the output folder cannot be created or written.
         """
         with self._lock:
-            prompts = _object_prompts(boxes, points, labels)
-            save = _check_save(save, overlay_path)
+            prompts = object_prompts(boxes, points, labels)
+            save = check_save(save, overlay_path)
             owned = not isinstance(video, FrameSource)
             source = open_source(video)
             try:
-                prompts = [_fit_prompt(p, source.width, source.height) for p in prompts]
+                prompts = [fit_prompt(p, source.width, source.height) for p in prompts]
                 total = _frame_count(source, start_frame, max_frames)
                 out = ensure_writable_folder(Path(output_dir))
                 sinks = make_sinks(
@@ -334,7 +330,7 @@ class InferenceManager:
     def _results(
         self,
         source: FrameSource,
-        prompts: list[_ObjectPrompt],
+        prompts: list[ObjectPrompt],
         start_frame: int,
         max_frames: int | None,
         *,
@@ -378,135 +374,6 @@ def _reduced_precision(device: torch.device, dtype: str) -> Iterator[None]:
         ) from exc
 
 
-# ------------------------------------------------------------------------------ validation
-def _check_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda or mps") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {dev} requested but no CUDA GPU is available to torch")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps requested but MPS is not available to torch")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {dev}; use cpu, cuda or mps")
-    return dev
-
-
-def _check_dtype(dtype: str, device: torch.device) -> Dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of: {', '.join(DTYPES)}")
-    if dtype == "float16" and device.type == "cpu":
-        raise ValueError("float16 is not supported on the CPU; use bfloat16 or float32")
-    return dtype  # type: ignore[return-value]
-
-
-def _check_save(save: Collection[str], overlay_path: str | Path | None) -> frozenset[str]:
-    chosen = frozenset(save)
-    unknown = chosen - ALL_OUTPUTS
-    if unknown:
-        raise ValueError(
-            f"unknown output(s) {', '.join(sorted(unknown))}; choose from "
-            f"{', '.join(sorted(ALL_OUTPUTS))}"
-        )
-    if not chosen:
-        raise ValueError("nothing to save: choose at least one output")
-    if overlay_path is not None and "overlay" not in chosen:
-        raise ValueError("overlay_path given but the overlay is not among the outputs")
-    return chosen
-
-
-def _numbers(values: Sequence[float] | Any, what: str, count: int) -> list[float]:
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        numbers = []
-    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
-        raise ValueError(f"{what} must be {count} finite numbers, got {values!r}")
-    return numbers
-
-
-def _object_prompts(
-    boxes: Sequence[Sequence[float]] | None,
-    points: Sequence[Sequence[float]] | None,
-    labels: Sequence[int] | None,
-) -> list[_ObjectPrompt]:
-    """One prompt per object, ids 1..N; boxes converted from x, y, w, h to x0, y0, x1, y1."""
-    if (points is None) != (labels is None):
-        raise ValueError("points and labels go together: one label (1 or 0) per point")
-    clicks: list[list[float]] | None = None
-    if points is not None and labels is not None:
-        clicks = [_numbers(p, f"point {i + 1}", 2) for i, p in enumerate(points)]
-        if not clicks or len(clicks) != len(labels):
-            raise ValueError(f"{len(clicks)} point(s) but {len(labels)} label(s)")
-        if any(label not in (0, 1) for label in labels):
-            raise ValueError(f"labels must be 1 (object) or 0 (background), got {list(labels)}")
-    boxes = list(boxes or [])
-    if not boxes and clicks is None:
-        raise ValueError("nothing to track: give at least one box or points with labels")
-    prompts = []
-    for i, box in enumerate(boxes or [None]):
-        xyxy = None
-        if box is not None:
-            x, y, w, h = _numbers(box, f"box {i + 1} (x,y,w,h)", 4)
-            if w <= 0 or h <= 0:
-                raise ValueError(f"box {i + 1} ({_fmt(box)}) must have a positive width and height")
-            xyxy = [x, y, x + w, y + h]
-        first = i == 0 and clicks is not None
-        prompts.append(
-            _ObjectPrompt(
-                obj_id=i + 1,
-                box_xyxy=xyxy,
-                points=clicks if first else None,
-                labels=[int(v) for v in labels] if first and labels is not None else None,
-            )
-        )
-    return prompts
-
-
-def validate_prompts(
-    boxes: Sequence[Sequence[float]] | None,
-    points: Sequence[Sequence[float]] | None,
-    labels: Sequence[int] | None,
-    *,
-    width: int,
-    height: int,
-) -> None:
-    """Check prompts as `InferenceManager.process_video` will, before any model is loaded.
-
-    Raises:
-        ValueError: malformed numbers, a non-positive box size, points without labels, or a
-            box / point outside the ``width`` x ``height`` frame (the message names it).
-    """
-    for prompt in _object_prompts(boxes, points, labels):
-        _fit_prompt(prompt, width, height, warn=False)
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return ",".join(f"{float(v):g}" for v in values)
-
-
-def _fit_prompt(
-    prompt: _ObjectPrompt, width: int, height: int, *, warn: bool = True
-) -> _ObjectPrompt:
-    """Reject prompts outside the frame; clip boxes that stick out of it."""
-    size = f"{width}x{height}"
-    box = prompt.box_xyxy
-    if box is not None:
-        x0, y0, x1, y1 = box
-        xywh = _fmt([x0, y0, x1 - x0, y1 - y0])
-        if x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0:
-            raise ValueError(f"box {prompt.obj_id} ({xywh}) lies outside the {size} frame")
-        clipped = [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))]
-        if clipped != box and warn:
-            logger.warning("box %d (%s) clipped to the %s frame", prompt.obj_id, xywh, size)
-        box = clipped
-    for i, (x, y) in enumerate(prompt.points or []):
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise ValueError(f"point {i + 1} ({_fmt([x, y])}) lies outside the {size} frame")
-    return _ObjectPrompt(prompt.obj_id, box, prompt.points, prompt.labels)
-
-
 def _frame_count(source: FrameSource, start_frame: int, max_frames: int | None) -> int | None:
     """Frames the call will track (None for live sources of unknown length)."""
     if max_frames is not None and max_frames < 0:
@@ -525,20 +392,6 @@ def _frame_count(source: FrameSource, start_frame: int, max_frames: int | None) 
         )
     left = source.num_frames - start_frame
     return left if max_frames is None else min(left, max_frames + 1)
-
-
-def ensure_writable_folder(path: Path) -> Path:
-    """Create ``path`` and prove it writable, or raise a one-line OSError."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create output folder {path}: {exc.strerror or exc}") from exc
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise OSError(f"output folder {path} is not writable: {exc.strerror or exc}") from exc
-    return path
 
 
 def _outputs(

@@ -19,13 +19,12 @@ from eval_layouts import GT, NUM_FRAMES, make_lasot
 from samurai.eval.runner import (
     EvalConfig,
     Progress,
-    _import_ray,
-    check_ray_resources,
     open_dataset,
     report_benchmark,
     run_benchmark,
     tracker_label,
 )
+from samurai.eval.workers import _import_ray, check_ray_resources
 
 
 def make_got10k(root: Path, frames: list[Path], names: tuple[str, ...], split: str) -> Path:

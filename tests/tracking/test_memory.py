@@ -13,7 +13,6 @@ import pytest
 from reference import golden
 from samurai.config import SAMURAI_DEFAULTS, VARIANTS, SamuraiConfig, TrackerConfig
 from samurai.tracking.memory import (
-    BestIouMemorySelector,
     GateScores,
     MemoryGate,
     MemoryLayout,
@@ -21,10 +20,13 @@ from samurai.tracking.memory import (
     MemorySelector,
     MemorySlot,
     PointerSlot,
+    select_closest_cond_frames,
+)
+from samurai.tracking.selectors import (
+    BestIouMemorySelector,
     Sam2StrideSelector,
     SamuraiGatedSelector,
     build_memory_selector,
-    select_closest_cond_frames,
 )
 
 PASS = GateScores(iou=0.9, obj_score=1.0)

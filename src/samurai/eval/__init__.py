@@ -13,19 +13,21 @@ from samurai.eval.datasets import (
     Sequence,
     TrackingNet,
 )
+from samurai.eval.mask_metrics import (
+    MaskScores,
+    boundary_f_measure,
+    mask_scores,
+    region_similarity,
+)
 from samurai.eval.metrics import (
     CONVENTIONS,
     Got10kScores,
-    MaskScores,
     OpeConvention,
     OpeScores,
-    boundary_f_measure,
     got10k_ious,
     got10k_scores,
-    mask_scores,
     overlap_ratio,
     rect_iou,
-    region_similarity,
     sequence_scores,
     summarize,
 )

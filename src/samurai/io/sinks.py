@@ -19,8 +19,6 @@ import csv
 import dataclasses
 import json
 import logging
-import os
-import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +31,9 @@ import torch
 from numpy.typing import NDArray
 
 from samurai.io import rle
+from samurai.io.draw import DEFAULT_COLORS, draw_result
 from samurai.io.frames import Frame, FrameSource
+from samurai.io.staging import Staged, marked_path
 from samurai.io.video_writer import VideoWriter
 from samurai.tracking.results import FrameResult
 
@@ -58,12 +58,6 @@ logger = logging.getLogger(__name__)
 
 AbsentBox = Literal["zero", "last", "predicted"]
 ALL_OUTPUTS = frozenset({"overlay", "boxes", "masks", "rle", "scores"})
-# matplotlib's tab10 palette, RGB; object k gets DEFAULT_COLORS[k % 10].
-DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)  # fmt: skip
-_FRAME_PNG = re.compile(r"^\d+\.png$")
 
 
 @dataclass(frozen=True)
@@ -99,48 +93,6 @@ class ResultSink(Protocol):
     def close(self, complete: bool) -> None: ...
 
 
-def marked_path(path: Path, mark: str) -> Path:
-    """``boxes_1.txt`` -> ``boxes_1.<mark>.txt``, ``masks`` -> ``masks.<mark>``."""
-    return path.with_name(f"{path.stem}.{mark}{path.suffix}")
-
-
-class _Staged:
-    """One output path written under its ``.partial`` name and renamed when closed."""
-
-    def __init__(self, final: Path, *, folder: bool = False) -> None:
-        self.final, self.folder = final, folder
-        self.partial = marked_path(final, "partial")
-        self.incomplete = marked_path(final, "incomplete")
-
-    def start(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        if not self.folder and self.final.is_dir():
-            raise IsADirectoryError(f"{self.final} is a folder; the output is a file")
-        for stale in (self.final, self.partial, self.incomplete):
-            _remove(stale)
-        return self.partial
-
-    def finish(self, complete: bool) -> Path:
-        target = self.final if complete else self.incomplete
-        _remove(target)
-        os.replace(self.partial, target)
-        return target
-
-
-def _remove(path: Path) -> None:
-    """Delete an output file, or an output folder of frame PNGs (never anything else)."""
-    if path.is_dir():
-        for child in path.iterdir():
-            if _FRAME_PNG.match(child.name):
-                child.unlink()
-        try:
-            path.rmdir()
-        except OSError as exc:
-            raise FileExistsError(f"{path} holds files other than frame PNGs; move it") from exc
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def _masks(result: FrameResult) -> NDArray[np.bool_]:
     """``(N, H, W)`` bool masks at video resolution, on the CPU."""
     return result.masks().cpu().numpy()
@@ -171,51 +123,6 @@ def _share_masks(result: FrameResult) -> FrameResult:
     return _MasksOnce(**values)
 
 
-def draw_result(
-    frame: Frame,
-    result: FrameResult,
-    *,
-    colors: Sequence[tuple[int, int, int]] = DEFAULT_COLORS,
-    alpha: float = 0.5,
-) -> Frame:
-    """Draw each object's mask (alpha blend), box and id in its colour on a copy of ``frame``.
-
-    Args:
-        frame: ``(H, W, 3)`` uint8 RGB at the video's resolution (``result.video_size``).
-        result: the frame's result; object ``k`` gets ``colors[k % len(colors)]``.
-        colors: RGB colours.
-        alpha: mask opacity in [0, 1].
-
-    Returns:
-        A new ``(H, W, 3)`` uint8 RGB frame; objects with an empty mask are not drawn.
-    """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[:2] != tuple(result.video_size):
-        raise ValueError(f"frame {frame.shape} does not match the video size {result.video_size}")
-    image = np.array(frame, dtype=np.uint8, order="C")
-    masks = _masks(result)
-    boxes = result.boxes_xyxy().tolist()
-    drawn = [(i, colors[o.obj_id % len(colors)]) for i, o in enumerate(result.objects)]
-    drawn = [(i, rgb) for i, rgb in drawn if masks[i].any()]
-    for i, rgb in drawn:  # blend inside the box only: a small object costs little on 4K frames
-        x1, y1, x2, y2 = boxes[i]
-        crop = image[y1 : y2 + 1, x1 : x2 + 1]
-        tint = cv2.addWeighted(crop, 1 - alpha, np.full_like(crop, rgb), alpha, 0)
-        np.copyto(crop, tint, where=masks[i, y1 : y2 + 1, x1 : x2 + 1, None])
-    thickness = max(1, round(min(image.shape[:2]) / 360))
-    scale = max(0.4, min(image.shape[:2]) / 1200)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for i, rgb in drawn:
-        x1, y1, x2, y2 = boxes[i]
-        cv2.rectangle(image, (x1, y1), (x2, y2), rgb, thickness)
-        text = str(result.objects[i].obj_id)
-        (w, h), base = cv2.getTextSize(text, font, scale, thickness)
-        top = y1 - h - base if y1 >= h + base else y1  # inside the box when it touches the top
-        cv2.rectangle(image, (x1, top), (x1 + w + 2, top + h + base), rgb, cv2.FILLED)
-        ink = (0, 0, 0) if sum(rgb) > 384 else (255, 255, 255)
-        cv2.putText(image, text, (x1 + 1, top + h), font, scale, ink, thickness, cv2.LINE_AA)
-    return image
-
-
 class OverlayVideoSink:
     """Video of the frames with masks, boxes and ids drawn (`draw_result`), H.264 by default."""
 
@@ -228,7 +135,7 @@ class OverlayVideoSink:
         alpha: float = 0.5,
     ) -> None:
         """``fps`` None takes the video's rate (30 where unknown)."""
-        self._staged = _Staged(Path(path))
+        self._staged = Staged(Path(path))
         self.fps, self.colors, self.alpha = fps, tuple(colors), alpha
         self._writer: VideoWriter | None = None
 
@@ -277,7 +184,7 @@ class BoxesSink:
         if absent_box == "predicted" and not image_size:
             raise ValueError("absent_box='predicted' needs the model's image_size")
         self.folder, self.absent_box, self.image_size = Path(folder), absent_box, image_size
-        self._files: dict[int, tuple[_Staged, IO[str]]] = {}
+        self._files: dict[int, tuple[Staged, IO[str]]] = {}
         self._last: dict[int, str] = {}
         self._next_frame = 0
         self._size: tuple[int, int] | None = None
@@ -324,7 +231,7 @@ class BoxesSink:
         self._size = None
 
     def _add(self, obj_id: int, frame_idx: int) -> None:
-        staged = _Staged(self.folder / f"boxes_{obj_id}.txt")
+        staged = Staged(self.folder / f"boxes_{obj_id}.txt")
         file = open(staged.start(), "w", encoding="ascii", newline="\n")  # noqa: SIM115
         self._files[obj_id] = (staged, file)
         file.write("0,0,0,0\n" * frame_idx)
@@ -359,7 +266,7 @@ class MaskPngSink:
     """
 
     def __init__(self, folder: str | Path) -> None:
-        self._staged = _Staged(Path(folder), folder=True)
+        self._staged = Staged(Path(folder), folder=True)
         self._dir: Path | None = None
         self._dtype: type[np.uint8] | type[np.uint16] = np.uint8
 
@@ -404,7 +311,7 @@ class RleJsonSink:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self._staged = _Staged(Path(path))
+        self._staged = Staged(Path(path))
         self._file: IO[str] | None = None
         self._size = (0, 0)
         self._frames = 0
@@ -452,7 +359,7 @@ class ScoresCsvSink:
     COLUMNS = ("frame", "object", "iou", "object_score", "present")
 
     def __init__(self, path: str | Path) -> None:
-        self._staged = _Staged(Path(path))
+        self._staged = Staged(Path(path))
         self._file: IO[str] | None = None
         self._csv: csv.DictWriter[str] | None = None
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from samurai.config import SamuraiConfig, TrackerConfig
 from samurai.io.masks import fill_holes, mask_to_box
 from samurai.modeling.sam2 import NO_OBJ_SCORE, ImageFeatures, MemoryInputs, Sam2Model
-from samurai.tracking.memory import GateScores, MemorySelection, build_memory_selector
+from samurai.tracking.memory import GateScores, MemorySelection
 from samurai.tracking.motion import (
     BestIouSelector,
     CandidateSelection,
@@ -23,6 +23,7 @@ from samurai.tracking.motion import (
     SamuraiMotionSelector,
 )
 from samurai.tracking.results import ObjectResult, StepDetails
+from samurai.tracking.selectors import build_memory_selector
 from samurai.tracking.state import MemoryEntry, ObjectTrack, Prompt
 
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0
