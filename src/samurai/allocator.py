@@ -3,10 +3,11 @@
 glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh ``mmap``
 and unmaps it on free. At 1024 px most of SAM 2's activations are larger than that (Hiera's
 first stage alone is 65536 tokens x 384 channels = 96 MiB per tensor), so every frame maps,
-zero-fills and unmaps gigabytes: measured 0.3-1.3 s of kernel time per SAM 2.1-T frame on a
-2-core CPU, 30 % of the frame. With ``mmap`` disabled for the heap and trimming deferred, freed
-blocks are reused by the next frame's tensors; peak RSS grows by about 5 % (the heap keeps its
-high-water mark instead of returning memory between frames).
+zero-fills and unmaps gigabytes: measured 0.5-1.3 s of kernel time per SAM 2.1-T frame on a
+2-core CPU. With ``mmap`` disabled for the heap and trimming deferred, freed blocks are reused by
+the next frame's tensors: 10 % less time per frame in float32, 20-30 % in split bfloat16, for
+100-300 MiB more peak RSS (the heap keeps its high-water mark instead of returning memory between
+frames).
 
 The setting is process-wide and only ever applied once; ``SAMURAI_MALLOC_TUNING=0`` turns it
 off. Other C libraries (musl, macOS, Windows) are left alone.

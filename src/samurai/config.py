@@ -128,7 +128,7 @@ class RuntimeOptions:
     compile: bool = False
     reuse_freed_memory: bool = True
     """On CPU, let glibc reuse freed large blocks instead of unmapping them (process-wide; see
-    :mod:`samurai.allocator`): about 30 % less time per frame at 1024."""
+    :mod:`samurai.allocator`): 10-30 % less time per frame at 1024."""
 
 
 TINY = HieraConfig(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9))

@@ -31,7 +31,7 @@ __all__ = [
     "validate_prompts",
 ]
 
-logger = logging.getLogger("samurai.manager")
+logger = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16")
 Dtype = Literal["float32", "bfloat16", "float16"]
