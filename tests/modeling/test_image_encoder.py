@@ -233,3 +233,16 @@ def test_pos_embed_cache_follows_size_and_weights() -> None:
     # with autograd the embedding is recomputed, so gradients reach the parameters
     trunk._get_pos_embed((32, 32)).sum().backward()
     assert trunk.pos_embed.grad is not None and trunk.pos_embed.grad.abs().sum() > 0
+
+
+def test_first_stage_tokens_are_contiguous() -> None:
+    """(B, H, W, C) tokens enter the first stage contiguous (strided ones slow its LayerNorm
+    and residual adds 5x), with the values of the plain channels-first convolution."""
+    torch.manual_seed(0)
+    trunk = Hiera.from_config(VARIANTS["sam2.1_hiera_t"].hiera)
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        tokens = trunk.patch_embed(image)
+        assert tokens.is_contiguous() and trunk._get_pos_embed((64, 64)).is_contiguous()
+        plain = trunk.patch_embed.proj(image).permute(0, 2, 3, 1)
+    torch.testing.assert_close(tokens, plain, rtol=0, atol=0)

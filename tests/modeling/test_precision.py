@@ -61,6 +61,27 @@ def test_bfloat16_mode_removes_the_systematic_weight_error() -> None:
     assert (split - exact).abs().max() < 4e-3 * exact.abs().max()
 
 
+def test_row_chunks_give_the_same_result_as_one_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import samurai.modeling.precision as precision
+
+    layer = _layer(96, 288)
+    layer.set_compute_dtype(torch.bfloat16)
+    x = torch.randn(2, 50, 96)
+    with torch.no_grad():
+        whole = layer(x)
+        monkeypatch.setattr(precision, "SPLIT_CHUNK_ROWS", 7)  # 15 chunks, the last one short
+        chunked = layer(x)
+    assert chunked.shape == (2, 50, 288) and torch.equal(chunked, whole)
+    with torch.enable_grad():  # autograd takes the unchunked path, with the same numbers
+        assert torch.equal(layer(x), whole)
+    layer.bias = None
+    with torch.no_grad():
+        xb = x.bfloat16()
+        assert layer.split_weight is not None
+        expected = F.linear(torch.cat([xb, xb], dim=-1), layer.split_weight).float()
+        assert torch.equal(layer(x), expected)
+
+
 def test_narrow_layers_stay_float32() -> None:
     narrow = _layer(SPLIT_MIN_FEATURES // 2, 512)
     narrow.set_compute_dtype(torch.bfloat16)

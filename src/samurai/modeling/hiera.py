@@ -65,7 +65,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=7, stride=4, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # A channels-last convolution (same values, faster) makes the (B, H, W, C) view
+        # contiguous, which the first stage's LayerNorm and residual adds need to run at speed.
+        return self.proj(x.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
 
 
 class MultiScaleAttention(nn.Module):
@@ -260,7 +262,7 @@ class Hiera(nn.Module):
             )
         pos_embed = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         pos_embed = pos_embed + window.tile(1, 1, h // wh, w // ww)
-        return pos_embed.permute(0, 2, 3, 1)
+        return pos_embed.permute(0, 2, 3, 1).contiguous()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the trunk.
