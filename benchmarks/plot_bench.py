@@ -58,7 +58,9 @@ def main() -> None:
         ax.text(sec, y, f" {sec:.2f}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds per frame (1024 px unless labelled)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, max(r[1] for r in rows) * 1.12)  # room for the value labels
+    # above the bars, so that no bar hides under it
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(args.output, dpi=110)
     print(f"wrote {args.output}")
