@@ -74,6 +74,8 @@ def test_row_chunks_give_the_same_result_as_one_gemm(monkeypatch: pytest.MonkeyP
     assert chunked.shape == (2, 50, 288) and torch.equal(chunked, whole)
     with torch.enable_grad():  # autograd takes the unchunked path, with the same numbers
         assert torch.equal(layer(x), whole)
+    with torch.no_grad():
+        assert layer(torch.empty(0, 96)).shape == (0, 288)
     layer.bias = None
     with torch.no_grad():
         xb = x.bfloat16()

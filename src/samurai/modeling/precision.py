@@ -99,7 +99,7 @@ class Linear(nn.Linear):
         features = x.shape[-1]
         flat = x.reshape(-1, features)
         rows = flat.shape[0]
-        chunk = min(rows, SPLIT_CHUNK_ROWS)
+        chunk = max(1, min(rows, SPLIT_CHUNK_ROWS))
         doubled = flat.new_empty(chunk, 2 * features, dtype=torch.bfloat16)
         out = flat.new_empty(rows, self.out_features, dtype=torch.float32)
         for start in range(0, rows, chunk):
