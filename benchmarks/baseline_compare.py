@@ -3,9 +3,10 @@
 BASELINE.md timed the official SAMURAI-T on the bedroom frames with the synthetic seed-0
 weights: box on frame 0, 20 frames, the mean wall time between two yielded frames over frames
 8-19, one fresh process per configuration. This script does the same for float32 and split
-bfloat16, each with and without the allocator setting (:mod:`samurai.allocator`, process-wide,
-hence one process per row), measures the matmul peak in the same run, and prints the ratios to
-our float32 row and to the official 5.75 s.
+bfloat16, each as shipped and with one process-wide setting turned off: the allocator setting
+(:mod:`samurai.allocator`, ``SAMURAI_MALLOC_TUNING=0``) or the oneDNN float32 GEMMs
+(:mod:`samurai.modeling.gemm`, ``SAMURAI_ONEDNN=0``). It measures the matmul peak in the same
+run and prints the ratios to our float32 row and to the official 5.75 s.
 
     .venv/bin/python benchmarks/baseline_compare.py [--frames 20] [--trace samurai_t_bedroom]
 """
@@ -34,6 +35,7 @@ def one_run(trace: str, dtype: str, frames: int) -> dict:
     """Track ``frames`` frames of the golden run in this process; per-frame seconds."""
     from golden_trace import TRACES, make_predictor, prompted_state
     from samurai.allocator import reuse_freed_memory
+    from samurai.modeling.gemm import onednn_available
 
     spec = TRACES[trace]
     predictor = make_predictor(spec)
@@ -50,6 +52,7 @@ def one_run(trace: str, dtype: str, frames: int) -> dict:
     return {
         "times": times,
         "allocator": reuse_freed_memory(),
+        "onednn": onednn_available(),
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -58,10 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--trace", default="samurai_t_bedroom", choices=sorted(OFFICIAL))
-    parser.add_argument("--child", nargs=2, metavar=("DTYPE", "TUNING"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", metavar="DTYPE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(args.trace, args.child[0], args.frames)))
+        print(json.dumps(one_run(args.trace, args.child, args.frames)))
         return
 
     from samurai.bench import machine_summary, matmul_peak_gflops
@@ -74,15 +77,18 @@ def main() -> None:
         f"\n{args.trace}, frames 8-{args.frames - 1} (BASELINE.md protocol), "
         f"official {official} s/frame\n"
     )
-    print("| dtype | allocator setting | s/frame | vs our float32 | vs official | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| dtype | allocator setting | oneDNN GEMMs | s/frame | vs our float32 | vs official "
+        "| peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
     base = None
     command = [sys.executable, __file__, "--trace", args.trace, "--frames", str(args.frames)]
     for dtype in ("float32", "bfloat16"):
-        for tuning in ("1", "0"):
+        for tuning, onednn in (("1", "1"), ("0", "1"), ("1", "0")):
             out = subprocess.run(
-                [*command, "--child", dtype, tuning],
-                env={**os.environ, "SAMURAI_MALLOC_TUNING": tuning},
+                [*command, "--child", dtype],
+                env={**os.environ, "SAMURAI_MALLOC_TUNING": tuning, "SAMURAI_ONEDNN": onednn},
                 capture_output=True,
                 text=True,
                 check=True,
@@ -92,8 +98,9 @@ def main() -> None:
             sec = sum(steady) / len(steady)
             base = base or sec
             print(
-                f"| {dtype} | {'on' if row['allocator'] else 'off'} | {sec:.2f} | "
-                f"{sec / base:.2f}x | {sec / official:.2f}x | {row['rss_mib']:.0f} |",
+                f"| {dtype} | {'on' if row['allocator'] else 'off'} | "
+                f"{'on' if row['onednn'] else 'off'} | {sec:.2f} | {sec / base:.2f}x | "
+                f"{sec / official:.2f}x | {row['rss_mib']:.0f} |",
                 flush=True,
             )
 

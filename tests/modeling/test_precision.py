@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import samurai.modeling.precision as precision
 from samurai.build import build_model
+from samurai.modeling.gemm import onednn_available
 from samurai.modeling.precision import (
     SPLIT_MIN_FEATURES,
     Linear,
@@ -26,15 +28,36 @@ def _layer(in_f: int = 384, out_f: int = 512, seed: int = 0) -> Linear:
     return layer
 
 
-def test_float32_mode_is_nn_linear_exactly() -> None:
+@pytest.fixture
+def split_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split path even where oneDNN's float32 GEMM would take over (x86-64 CPUs)."""
+    monkeypatch.setattr(precision, "uses_onednn", lambda *tensors: False)
+
+
+def test_float32_mode_is_nn_linear() -> None:
     layer = _layer()
     plain = nn.Linear(384, 512)
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(7, 384)
-    assert torch.equal(layer(x), plain(x))
+    assert torch.equal(layer(x), plain(x))  # autograd on: PyTorch's own op
     layer.set_compute_dtype(torch.bfloat16)
     layer.set_compute_dtype(torch.float32)
-    assert layer.split_weight is None and torch.equal(layer(x), plain(x))
+    assert layer.compute_dtype == torch.float32 and torch.equal(layer(x), plain(x))
+    with torch.no_grad():  # oneDNN on x86-64: same product, another summation order
+        torch.testing.assert_close(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_mode_runs_float32_where_onednn_is_faster() -> None:
+    layer = _layer()
+    x = torch.randn(7, 384)
+    with torch.no_grad():
+        exact = layer(x)
+        layer.set_compute_dtype(torch.bfloat16)
+        fast = layer(x)
+    if onednn_available():
+        assert torch.equal(fast, exact) and layer.split_weight is None
+    else:
+        assert not torch.equal(fast, exact) and layer.split_weight is not None
 
 
 def test_split_keeps_weights_to_16_bits() -> None:
@@ -46,6 +69,7 @@ def test_split_keeps_weights_to_16_bits() -> None:
     assert (pair[:, :96].float() - w).abs().max() > w.abs().max() * 2**-10  # hi alone is bf16
 
 
+@pytest.mark.usefixtures("split_everywhere")
 def test_bfloat16_mode_removes_the_systematic_weight_error() -> None:
     layer = _layer()
     x = torch.randn(4096, 384) + 1.0  # activations with a shared component, as in a network
@@ -61,9 +85,8 @@ def test_bfloat16_mode_removes_the_systematic_weight_error() -> None:
     assert (split - exact).abs().max() < 4e-3 * exact.abs().max()
 
 
+@pytest.mark.usefixtures("split_everywhere")
 def test_row_chunks_give_the_same_result_as_one_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
-    import samurai.modeling.precision as precision
-
     layer = _layer(96, 288)
     layer.set_compute_dtype(torch.bfloat16)
     x = torch.randn(2, 50, 96)
@@ -84,15 +107,21 @@ def test_row_chunks_give_the_same_result_as_one_gemm(monkeypatch: pytest.MonkeyP
         assert torch.equal(layer(x), expected)
 
 
+@pytest.mark.usefixtures("split_everywhere")
 def test_narrow_layers_stay_float32() -> None:
     narrow = _layer(SPLIT_MIN_FEATURES // 2, 512)
     narrow.set_compute_dtype(torch.bfloat16)
+    assert narrow.compute_dtype == torch.float32
+    narrow(torch.randn(3, SPLIT_MIN_FEATURES // 2))
     assert narrow.split_weight is None
 
 
+@pytest.mark.usefixtures("split_everywhere")
 def test_state_dict_keys_unchanged_and_reload_resplits() -> None:
     layer = _layer()
     layer.set_compute_dtype(torch.bfloat16)
+    layer(torch.randn(2, 384))
+    assert layer.split_weight is not None
     assert set(layer.state_dict()) == {"weight", "bias"}
     other = _layer(seed=1)
     layer.load_state_dict(other.state_dict())
@@ -118,6 +147,7 @@ def test_attention_bfloat16_matches_float32(shared: bool) -> None:
     assert (out - exact).abs().max() < 0.03
 
 
+@pytest.mark.usefixtures("split_everywhere")
 def test_model_switches_back_to_bit_exact_float32() -> None:
     model = build_model("sam2.1_hiera_t", None, image_size=256).eval()
     x = torch.randn(1, 3, 256, 256)
@@ -136,4 +166,4 @@ def test_model_switches_back_to_bit_exact_float32() -> None:
 def test_set_compute_dtype_reaches_only_modules_that_have_one() -> None:
     block = nn.Sequential(_layer(), nn.ReLU(), nn.Linear(512, 512))
     set_compute_dtype(block, torch.bfloat16)
-    assert block[0].split_weight is not None
+    assert block[0].compute_dtype == torch.bfloat16

@@ -83,9 +83,10 @@ def add_model_options(
         "--dtype",
         default="float32",
         choices=("float32", "bfloat16", "float16"),
-        help="inference precision (default float32); bfloat16: split-bfloat16 image encoder and "
-        "memory attention, about 0.6x the time on CPUs with bfloat16 matmuls, decisions kept on "
-        "the reference traces; float16 (cuda, mps) runs under autocast",
+        help="inference precision (default float32); bfloat16: bfloat16 attention in the memory "
+        "attention (and split-bfloat16 linear layers where oneDNN's float32 GEMMs are not "
+        "available), decisions kept on the reference traces; float16 (cuda, mps) runs under "
+        "autocast",
     )
     group.add_argument(
         "--no-samurai",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from samurai.modeling.cpu_attention import scaled_dot_product_attention
 from samurai.modeling.precision import Linear
 
 
@@ -51,5 +51,5 @@ class Attention(nn.Module):
         q = self.separate_heads(self.q_proj(q))
         k = self.separate_heads(self.k_proj(k))
         v = self.separate_heads(self.v_proj(v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = scaled_dot_product_attention(q, k, v)
         return self.out_proj(self.recombine_heads(out))

@@ -31,10 +31,18 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out, strict=True))
         self.sigmoid_output = sigmoid_output
         self.act = activation()
+        # ReLU and exact GELU go into the GEMM (see samurai.modeling.gemm.linear)
+        self._fused_act = {nn.ReLU: "relu", nn.GELU: "gelu"}.get(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = self.num_layers - 1
         for i, layer in enumerate(self.layers):
-            x = self.act(layer(x)) if i < self.num_layers - 1 else layer(x)
+            if i == last:
+                x = layer(x)
+            elif self._fused_act is not None:
+                x = layer(x, self._fused_act)
+            else:
+                x = self.act(layer(x))
         if self.sigmoid_output:
             x = torch.sigmoid(x)
         return x

@@ -12,6 +12,7 @@ from torch import nn
 
 from samurai.config import HieraConfig
 from samurai.modeling.common import MLP
+from samurai.modeling.cpu_attention import scaled_dot_product_attention
 from samurai.modeling.precision import Linear
 
 
@@ -100,7 +101,7 @@ class MultiScaleAttention(nn.Module):
             q = max_pool_channels_last(q.reshape(b * heads, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(b, heads, h * w, -1)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = scaled_dot_product_attention(q, k, v)
         x = x.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(x)
 

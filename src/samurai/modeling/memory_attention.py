@@ -12,20 +12,13 @@ import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from samurai.modeling.attention import Attention
 from samurai.modeling.common import activation_from_name
+from samurai.modeling.cpu_attention import scaled_dot_product_attention, softmax_attention
 from samurai.modeling.precision import Linear, attention_bfloat16, check_compute_dtype
 from samurai.modeling.rope import apply_axial_rope, axial_rope_tables
-
-_SCORE_BLOCK_ELEMENTS = 1 << 21
-"""Attention scores held at once by :func:`attend_raw_values` (8 MB in float32): all queries
-against 512 keys at 1024 resolution. A block's scores stay in the L3 cache from the score GEMM
-through the softmax passes to the weighting GEMM; 4096-key blocks (64 MB) streamed them through
-memory five times (the cross-attention over 19508 memory tokens took 332 ms, now 288, with the
-allocator setting of :mod:`samurai.allocator`)."""
 
 
 def attend_raw_values(
@@ -36,8 +29,8 @@ def attend_raw_values(
     Attention rows sum to one, so weighting the raw ``kv_in_dim``-channel values first and
     projecting afterwards gives the same result (up to float rounding) for
     ``kv_in_dim / d`` of the weighting cost: a quarter for SAM 2's 64-channel memory.
-    ``scaled_dot_product_attention`` cannot do this (its fused CPU kernel needs equal q/v head
-    dims), so the softmax runs over blocks of keys with a running maximum (flash attention).
+    ``F.scaled_dot_product_attention`` cannot do this (its fused CPU kernel needs equal q/v head
+    dims); :func:`~samurai.modeling.cpu_attention.softmax_attention` can.
 
     Args:
         q: ``(B, heads, Nq, d)`` queries (after RoPE).
@@ -48,29 +41,8 @@ def attend_raw_values(
     Returns:
         ``(B, heads, Nq, d)``, as ``scaled_dot_product_attention`` with projected values.
     """
-    batch, heads, n_q, dim = q.shape
-    n_k = k.shape[-2]
-    groups = batch * heads
-    q3 = (q * dim**-0.5).reshape(groups, n_q, dim)
-    k3 = k.reshape(groups, n_k, dim)
-    # Under bfloat16 autocast the queries are bfloat16 while the stored memories are float32.
-    v3 = values.to(q.dtype).unsqueeze(1).expand(batch, heads, n_k, -1).reshape(groups, n_k, -1)
-    block = max(1, min(n_k, _SCORE_BLOCK_ELEMENTS // (groups * n_q)))
-    scores_buf = q.new_empty(groups, n_q, block)
-    row_max = q.new_full((groups, n_q, 1), float("-inf"))
-    denom = q.new_zeros(groups, n_q, 1)
-    mixed = q.new_zeros(groups, n_q, v3.shape[-1])
-    for start in range(0, n_k, block):
-        k_blk, v_blk = k3[:, start : start + block], v3[:, start : start + block]
-        scores = torch.bmm(q3, k_blk.transpose(1, 2), out=scores_buf[..., : k_blk.shape[1]])
-        new_max = torch.maximum(row_max, scores.amax(dim=-1, keepdim=True))
-        rescale = (row_max - new_max).exp_()  # 0 on the first block (row_max = -inf)
-        row_max = new_max
-        scores.sub_(row_max).exp_()
-        denom.mul_(rescale).add_(scores.sum(dim=-1, keepdim=True))
-        mixed.mul_(rescale).baddbmm_(scores, v_blk)
-    mixed.div_(denom)
-    return project_values(mixed.view(batch, heads, n_q, -1), v_proj)
+    mixed = softmax_attention(q, k, values, shared_values=True)
+    return project_values(mixed, v_proj)
 
 
 def project_values(mixed: torch.Tensor, v_proj: nn.Linear) -> torch.Tensor:
@@ -162,7 +134,7 @@ class RoPEAttention(Attention):
         if raw_values and q.device.type == "cpu" and not torch.is_grad_enabled():
             out = attend_raw_values(q, k, v, self.v_proj)
         else:
-            out = F.scaled_dot_product_attention(q, k, self.separate_heads(self.v_proj(v)))
+            out = scaled_dot_product_attention(q, k, self.separate_heads(self.v_proj(v)))
         return self.out_proj(self.recombine_heads(out))
 
 
@@ -194,7 +166,8 @@ class MemoryAttentionLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.activation = activation_from_name(activation)()
+        activation_from_name(activation)  # refuses unknown names
+        self.activation_name = activation  # applied inside linear1's GEMM
         self.pos_enc_at_attn = pos_enc_at_attn
         self.pos_enc_at_cross_attn_keys = pos_enc_at_cross_attn_keys
         self.pos_enc_at_cross_attn_queries = pos_enc_at_cross_attn_queries
@@ -230,7 +203,7 @@ class MemoryAttentionLayer(nn.Module):
             memory,
             num_k_exclude_rope=num_k_exclude_rope,
         )
-        x = self.linear2(self.activation(self.linear1(self.norm3(tgt))))
+        x = self.linear2(self.linear1(self.norm3(tgt), self.activation_name))
         return tgt + x
 
 

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from samurai.modeling.common import LayerNorm2d
 from samurai.modeling.position_encoding import PositionEmbeddingSine
+from samurai.modeling.precision import Linear
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ class CXBlock(nn.Module):
         groups = dim if use_dwconv else 1
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=padding, groups=groups)
         self.norm = LayerNorm2d(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.pwconv1 = Linear(dim, 4 * dim)
+        self.pwconv2 = Linear(4 * dim, dim)
         self.gamma: nn.Parameter | None = (
             nn.Parameter(layer_scale_init_value * torch.ones(dim))
             if layer_scale_init_value > 0
@@ -101,7 +101,7 @@ class CXBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, dim, H, W)`` -> ``(B, dim, H, W)``."""
         y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
-        y = self.pwconv2(F.gelu(self.pwconv1(y)))
+        y = self.pwconv2(self.pwconv1(y, "gelu"))
         if self.gamma is not None:
             y = y * self.gamma
         return x + y.permute(0, 3, 1, 2)

@@ -141,6 +141,10 @@ class Sam2Model(nn.Module):
     def set_compute_dtype(self, dtype: torch.dtype | None) -> Sam2Model:
         """Run the image-encoder trunk and memory attention in split bfloat16, or float32.
 
+        On x86-64 CPUs the linear layers stay float32 even in bfloat16 mode: oneDNN's float32
+        GEMMs outrun the split there (``modeling/gemm.py``), so the memory attention's score and
+        weighting GEMMs are what bfloat16 speeds up.
+
         Those two hold over 95 % of a tracked frame's FLOPs. Everything else (FPN neck, prompt
         encoder, mask decoder and its IoU / object-score heads, memory encoder, pointers) stays
         float32: it is cheap, and the score heads turn small feature errors into flipped

@@ -33,7 +33,7 @@ class VideoPredictor:
         tracker: SAM 2 inference policy.
         samurai: SAMURAI motion-aware selection and memory gate; None = plain SAM 2.
         runtime: device, dtype and offload options; ``dtype="bfloat16"`` switches the model
-            to split-bfloat16 compute (``Sam2Model.set_compute_dtype``).
+            to bfloat16 compute (``Sam2Model.set_compute_dtype``).
         bounded_memory: drop memories no future frame can select while tracking forward, so
             memory stays flat in video length (results are unchanged).
     """
