@@ -246,3 +246,18 @@ def test_first_stage_tokens_are_contiguous() -> None:
         assert tokens.is_contiguous() and trunk._get_pos_embed((64, 64)).is_contiguous()
         plain = trunk.patch_embed.proj(image).permute(0, 2, 3, 1)
     torch.testing.assert_close(tokens, plain, rtol=0, atol=0)
+
+
+def test_model_built_under_inference_mode_encodes() -> None:
+    """Inference-tensor parameters have no version counter (the position-embedding cache key)."""
+    from samurai.build import build_model
+
+    image = torch.randn(1, 3, 256, 256)
+    with torch.inference_mode():
+        model = build_model("sam2.1_hiera_t", None, image_size=256).eval()
+        first = model.image_encoder(image).vision_features
+        with torch.no_grad():
+            model.image_encoder.trunk.pos_embed.add_(1.0)
+        second = model.image_encoder(image).vision_features
+    assert first.shape == (1, 256, 16, 16)
+    assert not torch.equal(first, second)

@@ -221,3 +221,51 @@ def test_grad_mode_uses_differentiable_path() -> None:
     assert attn.v_proj.weight.grad is not None
     with torch.no_grad():
         torch.testing.assert_close(attn(q, mem, mem, num_k_exclude_rope=2), out.detach())
+
+
+def test_objects_on_a_frame_share_its_frame_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory-free first step runs once per frame; each object's result is unchanged."""
+    from samurai.build import build_model
+    from samurai.modeling.sam2 import ImageFeatures, MemoryInputs
+
+    torch.manual_seed(0)
+    model = build_model("sam2.1_hiera_t", None, image_size=256).eval()
+
+    def features() -> ImageFeatures:
+        g = torch.Generator().manual_seed(1)
+        return ImageFeatures(
+            vision_features=torch.randn(1, 256, 16, 16, generator=g),
+            vision_pos_enc=torch.randn(1, 256, 16, 16, generator=g),
+            high_res_features=[],
+        )
+
+    def memory(seed: int, frames: int) -> MemoryInputs:
+        g = torch.Generator().manual_seed(seed)
+        return MemoryInputs(
+            maskmem_features=[torch.randn(1, 64, 16, 16, generator=g) for _ in range(frames)],
+            maskmem_pos_enc=[torch.randn(1, 64, 16, 16, generator=g) for _ in range(frames)],
+            maskmem_tpos=list(range(frames)),
+            obj_ptrs=[torch.randn(1, 256, generator=g)],
+            obj_ptr_tdiff=[1],
+            obj_ptr_tdiff_max=15,
+        )
+
+    calls = []
+    original = model.memory_attention.frame_queries
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(model.memory_attention, "frame_queries", counted)
+    shared = features()
+    with torch.inference_mode():
+        first = model.condition_on_memory(shared, memory(2, frames=1))
+        second = model.condition_on_memory(shared, memory(3, frames=3))
+        assert len(calls) == 1 and len(shared.derived) == 1
+        assert torch.equal(first, model.condition_on_memory(features(), memory(2, frames=1)))
+        assert torch.equal(second, model.condition_on_memory(features(), memory(3, frames=3)))
+        model.set_compute_dtype(torch.bfloat16)  # another mode computes its own
+        model.condition_on_memory(shared, memory(2, frames=1))
+        model.set_compute_dtype(torch.float32)
+    assert len(calls) == 4 and len(shared.derived) == 2

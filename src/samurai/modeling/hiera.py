@@ -246,6 +246,10 @@ class Hiera(nn.Module):
         params = (self.pos_embed, self.pos_embed_window)
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return self._compute_pos_embed(hw)
+        if any(p.is_inference() for p in params):
+            # a model built under inference_mode: its parameters have no version counter to
+            # tell whether they changed, so nothing is cached
+            return self._compute_pos_embed(hw)
         key = (hw, self.pos_embed.device, self.pos_embed.dtype, *(p._version for p in params))
         if self._pos_embed_cache is None or self._pos_embed_cache[0] != key:
             # a plain tensor even under inference_mode, usable later with autograd on

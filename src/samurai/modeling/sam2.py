@@ -8,7 +8,7 @@ what to remember is decided by the tracker (``samurai.tracking``), never here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +32,14 @@ class ImageFeatures:
         vision_pos_enc: (B, 256, h, w) sine position encoding of ``vision_features``.
         high_res_features: [(B, 32, 4h, 4w), (B, 64, 2h, 2w)], already projected by the
             decoder's ``conv_s0`` / ``conv_s1``.
+        derived: results computed from these features once and shared by every object on the
+            frame, keyed by what computed them (see ``Sam2Model.condition_on_memory``).
     """
 
     vision_features: torch.Tensor
     vision_pos_enc: torch.Tensor
     high_res_features: list[torch.Tensor]
+    derived: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def expand(self, batch_size: int) -> ImageFeatures:
         """The same features repeated for ``batch_size`` objects (views, no copy)."""
@@ -256,12 +259,20 @@ class Sam2Model(nn.Module):
         curr = features.vision_features.flatten(2).permute(2, 0, 1)
         curr_pos = features.vision_pos_enc.flatten(2).permute(2, 0, 1)
         num_ptr_tokens = len(memory.obj_ptrs) * (c // self.config.mem_dim)
+        # the frame-only first step is computed once per frame, for whichever object comes first
+        key = ("memory_attention.frame_queries", id(self.memory_attention), self._compute_dtype)
+        queries = features.derived.get(key)
+        if queries is None or torch.is_grad_enabled():
+            queries = self.memory_attention.frame_queries(curr, curr_pos)
+            if not torch.is_grad_enabled():
+                features.derived[key] = queries
         out = self.memory_attention(
             curr=curr,
             curr_pos=curr_pos,
             memory=tokens,
             memory_pos=pos,
             num_obj_ptr_tokens=num_ptr_tokens,
+            frame_queries=queries,
         )
         return out.permute(1, 2, 0).reshape(b, c, h, w)
 
