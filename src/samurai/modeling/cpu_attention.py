@@ -1,11 +1,11 @@
 """Float32 softmax attention on CPU with oneDNN GEMMs, for a few heads over long sequences.
 
 ``F.scaled_dot_product_attention``'s fused CPU kernel multiplies with MKL, which runs at half
-speed on AMD CPUs (see :mod:`samurai.modeling.gemm`). For SAM 2's long attentions (Hiera's global
-blocks: 6 heads x 4096 tokens; the memory self-attention: 1 head x 4096 tokens; the memory
+speed on AMD CPUs (see :mod:`samurai.modeling.gemm`). For SAM 2's long attentions (Hiera-T's
+global blocks: 4 heads x 4096 tokens; the memory self-attention: 1 head x 4096 tokens; the memory
 cross-attention over up to ~30000 memory tokens) one oneDNN GEMM per head and block of keys is
-faster: 139 -> 99 ms and 85 -> 47 ms for the first two on a 2-core Zen 5. Many small heads (the
-windowed Hiera blocks) stay with the fused kernel, whose per-call cost is lower.
+faster: 142 -> 82 ms, 85 -> 47 ms and 306 -> 164 ms (19508 memory tokens) on a 2-core Zen 5.
+Many small heads (the windowed Hiera blocks) stay with the fused kernel.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ SCORE_ELEMENTS = 1 << 24
 block with a plain softmax; longer key sequences go in blocks with a running maximum."""
 
 MAX_GROUPS = 64
-"""Batch x heads above which the fused kernel wins (one Python-level GEMM pair per head)."""
+"""Batch x heads above which the fused kernel is used: this path runs a Python-level GEMM pair
+per head, cheap for SAM 2's few long heads; windowed Hiera blocks have 100-2000 short ones."""
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

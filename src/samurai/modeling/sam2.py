@@ -260,12 +260,12 @@ class Sam2Model(nn.Module):
         curr_pos = features.vision_pos_enc.flatten(2).permute(2, 0, 1)
         num_ptr_tokens = len(memory.obj_ptrs) * (c // self.config.mem_dim)
         # the frame-only first step is computed once per frame, for whichever object comes first
+        # (not kept with autograd on: the cached tensor would carry a graph across objects)
         key = ("memory_attention.frame_queries", id(self.memory_attention), self._compute_dtype)
-        queries = features.derived.get(key)
-        if queries is None or torch.is_grad_enabled():
-            queries = self.memory_attention.frame_queries(curr, curr_pos)
-            if not torch.is_grad_enabled():
-                features.derived[key] = queries
+        cache = {} if torch.is_grad_enabled() else features.derived
+        queries = cache.get(key)
+        if queries is None:
+            queries = cache[key] = self.memory_attention.frame_queries(curr, curr_pos)
         out = self.memory_attention(
             curr=curr,
             curr_pos=curr_pos,
