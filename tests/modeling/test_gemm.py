@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from samurai.bench import count_flops
-from samurai.modeling import cpu_attention
+from samurai.modeling import cpu_attention, gemm
 from samurai.modeling.cpu_attention import scaled_dot_product_attention, softmax_attention
-from samurai.modeling.gemm import linear, matmul_nt, onednn_available, uses_onednn
+from samurai.modeling.gemm import linear, matmul_nt, onednn_supported, uses_onednn
 
-needs_onednn = pytest.mark.skipif(not onednn_available(), reason="PyTorch built without oneDNN")
+needs_onednn = pytest.mark.skipif(not onednn_supported(), reason="PyTorch built without oneDNN")
+
+
+@pytest.fixture
+def forced_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN for every shape class, whichever backend this CPU measured faster."""
+    monkeypatch.setenv(gemm.ENV_VAR, "1")
 
 
 @needs_onednn
+@pytest.mark.usefixtures("forced_onednn")
 def test_float32_cpu_without_autograd_goes_through_onednn() -> None:
     x, w = torch.randn(4, 3), torch.randn(5, 3)
     with torch.no_grad():
@@ -81,6 +90,7 @@ def test_softmax_attention_with_values_shared_by_heads(monkeypatch: pytest.Monke
 
 
 @needs_onednn
+@pytest.mark.usefixtures("forced_onednn")
 def test_attention_dispatch_takes_head_by_head_path_for_long_sequences(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -123,3 +133,59 @@ def test_linear_applies_the_activation_in_the_gemm(activation: str) -> None:
 def test_linear_refuses_unknown_activations() -> None:
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         linear(torch.randn(2, 3), torch.randn(4, 3), activation="tanh")
+
+
+@needs_onednn
+def test_off_switch_keeps_every_product_on_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gemm.ENV_VAR, "0")
+    with torch.no_grad():
+        assert not uses_onednn(torch.randn(4, 512), torch.randn(512, 512))
+        assert gemm.backend_choice() == dict.fromkeys(gemm.CALIBRATION_SHAPES, "aten")
+
+
+def test_shape_classes() -> None:
+    assert gemm.shape_class(96, 384) == "narrow"
+    assert gemm.shape_class(256, 64) == "narrow"
+    assert gemm.shape_class(384, 1536) == "wide"
+    assert gemm.shape_class(256, 256) == "wide"
+
+
+@needs_onednn
+def test_measured_choice_is_cached_per_machine_and_read_back(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAMURAI_HOME", str(tmp_path))
+    monkeypatch.delenv(gemm.ENV_VAR, raising=False)
+    choice = gemm.backend_choice()
+    entries = json.loads((tmp_path / gemm.CACHE_FILE).read_text())
+    ((key, entry),) = entries.items()
+    assert f"threads {torch.get_num_threads()}" in key and torch.__version__ in key
+    for kind, seconds in entry["seconds"].items():  # the faster backend of each class won
+        faster = "onednn" if seconds["onednn"] < seconds["aten"] else "aten"
+        assert choice[kind] == faster, (kind, seconds)
+
+    # a choice read from the cache (here the opposite of the measurement) is what runs
+    flipped = {kind: choice[kind] == "aten" for kind in choice}
+    entries[key]["onednn"] = flipped
+    other_home = tmp_path / "other"
+    other_home.mkdir()
+    (other_home / gemm.CACHE_FILE).write_text(json.dumps(entries))
+    monkeypatch.setenv("SAMURAI_HOME", str(other_home))
+    narrow_w, wide_w = torch.randn(96, 64), torch.randn(512, 384)
+    with torch.no_grad():
+        assert uses_onednn(torch.randn(8, 64), narrow_w) == flipped["narrow"]
+        assert uses_onednn(torch.randn(8, 384), wide_w) == flipped["wide"]
+        q = torch.randn(1, 1, 8, 16)
+        assert uses_onednn(q, q, kind="attention") == flipped["attention"]
+        torch.testing.assert_close(linear(torch.randn(8, 384), wide_w).shape, (8, 512))
+
+
+def test_unreadable_cache_is_measured_again(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / gemm.CACHE_FILE).write_text("{not json")
+    monkeypatch.setenv("SAMURAI_HOME", str(tmp_path))
+    monkeypatch.delenv(gemm.ENV_VAR, raising=False)
+    choice = gemm.backend_choice()
+    assert set(choice) == set(gemm.CALIBRATION_SHAPES)
+    assert set(choice.values()) <= {"onednn", "aten"}
+    if onednn_supported():
+        assert json.loads((tmp_path / gemm.CACHE_FILE).read_text())  # rewritten, valid

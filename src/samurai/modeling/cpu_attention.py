@@ -1,7 +1,8 @@
 """Float32 softmax attention on CPU with oneDNN GEMMs, for a few heads over long sequences.
 
 ``F.scaled_dot_product_attention``'s fused CPU kernel multiplies with MKL, which runs at half
-speed on AMD CPUs (see :mod:`samurai.modeling.gemm`). For SAM 2's long attentions (Hiera-T's
+speed on AMD CPUs (see :mod:`samurai.modeling.gemm`); this path is taken where the "attention"
+shape class measured oneDNN faster. For SAM 2's long attentions (Hiera-T's
 global blocks: 4 heads x 4096 tokens; the memory self-attention: 1 head x 4096 tokens; the memory
 cross-attention over up to ~30000 memory tokens) one oneDNN GEMM per head and block of keys is
 faster: 142 -> 82 ms, 85 -> 47 ms and 306 -> 164 ms (19508 memory tokens) on a 2-core Zen 5.
@@ -27,7 +28,8 @@ per head, cheap for SAM 2's few long heads; windowed Hiera blocks have 100-2000 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``(B, heads, N, d)`` tensors, no mask, no dropout."""
     groups = q.shape[0] * q.shape[1]
-    if not uses_onednn(q, k) or groups > MAX_GROUPS or q.shape[-2] * k.shape[-2] < 1 << 20:
+    long = q.shape[-2] * k.shape[-2] >= 1 << 20
+    if not long or groups > MAX_GROUPS or not uses_onednn(q, k, kind="attention"):
         return F.scaled_dot_product_attention(q, k, v)
     return softmax_attention(q, k, v)
 
@@ -61,19 +63,20 @@ def softmax_attention(
         q_g, k_g = q3[g], k3[g]
         v_g = v3[g // heads] if shared_values else v3[g]
         if block == n_k:
-            weights = torch.softmax(matmul_nt(q_g, k_g), dim=-1)
-            out[g] = matmul_nt(weights, v_g.t())
+            weights = torch.softmax(matmul_nt(q_g, k_g, kind="attention"), dim=-1)
+            out[g] = matmul_nt(weights, v_g.t(), kind="attention")
             continue
         row_max = q.new_full((n_q, 1), float("-inf"))
         denom = q.new_zeros(n_q, 1)
         acc = out[g].zero_()
         for start in range(0, n_k, block):
-            scores = matmul_nt(q_g, k_g[start : start + block])
+            scores = matmul_nt(q_g, k_g[start : start + block], kind="attention")
             new_max = torch.maximum(row_max, scores.amax(dim=-1, keepdim=True))
             rescale = (row_max - new_max).exp_()  # 0 on the first block (row_max = -inf)
             row_max = new_max
             scores.sub_(row_max).exp_()
             denom.mul_(rescale).add_(scores.sum(dim=-1, keepdim=True))
-            acc.mul_(rescale).add_(matmul_nt(scores, v_g[start : start + block].t()))
+            weighted = matmul_nt(scores, v_g[start : start + block].t(), kind="attention")
+            acc.mul_(rescale).add_(weighted)
         acc.div_(denom)
     return out.view(batch, heads, n_q, -1)
