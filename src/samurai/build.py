@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from samurai.checkpoints import load_failure
 from samurai.config import VARIANTS, ModelConfig, resolve_variant
 from samurai.modeling.image_encoder import build_image_encoder
 from samurai.modeling.mask_decoder import MaskDecoder
@@ -105,10 +107,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return dict(load_file(str(path)))
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt / truncated / not a checkpoint at all
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {reason}") from exc
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt / truncated / pickled code / not a checkpoint at all
+        raise CheckpointMismatchError(load_failure(path, exc)) from exc
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
         data = data["model"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -136,8 +139,41 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], vari
             )
 
 
+def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
+    """The VARIANTS key a checkpoint was made for, from its shapes (embed dim, block count) and
+    the SAM 2.1-only keys.
+
+    Raises:
+        CheckpointMismatchError: the state dict is no SAM 2 / SAM 2.1 checkpoint of any variant.
+    """
+    patch = state_dict.get("image_encoder.trunk.patch_embed.proj.weight")
+    if not isinstance(patch, torch.Tensor) or patch.dim() != 4:
+        raise CheckpointMismatchError(
+            "cannot tell the model variant: the checkpoint has no Hiera patch embedding "
+            "('image_encoder.trunk.patch_embed.proj.weight')"
+        )
+    blocks = {
+        int(key.split(".")[3])
+        for key in state_dict
+        if key.startswith("image_encoder.trunk.blocks.") and key.split(".")[3].isdigit()
+    }
+    prefix = "sam2.1" if "no_obj_embed_spatial" in state_dict else "sam2"
+    for name, config in VARIANTS.items():
+        hiera = config.hiera
+        if (
+            name.startswith(prefix + "_")
+            and hiera.embed_dim == patch.shape[0]
+            and sum(hiera.stages) == len(blocks)
+        ):
+            return name
+    raise CheckpointMismatchError(
+        f"cannot tell the model variant: no {prefix} variant has a Hiera trunk of embed dim "
+        f"{patch.shape[0]} and {len(blocks)} blocks"
+    )
+
+
 def build_model(
-    variant: str | ModelConfig,
+    variant: str | ModelConfig | None,
     checkpoint: str | Path | dict[str, torch.Tensor] | None = None,
     *,
     device: str | torch.device = "cpu",
@@ -146,18 +182,25 @@ def build_model(
     """Build a model and load its weights strictly.
 
     Args:
-        variant: a VARIANTS key (``"sam2.1_hiera_t"``, also ``"sam2.1_hiera_tiny"``) or a config.
+        variant: a VARIANTS key (``"sam2.1_hiera_t"``, also ``"sam2.1_hiera_tiny"``) or a config;
+            None infers it from the checkpoint's shapes (``infer_variant``).
         checkpoint: an official ``.pt`` file, a ``.safetensors`` file, a state dict, or None
             for random (untrained) weights.
         device: where the model runs.
         image_size: model input size (default 1024); smaller sizes are faster and change results.
     """
+    sd = None
+    if checkpoint is not None:
+        sd = checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint)
+    if variant is None:
+        if sd is None:
+            raise ValueError("give a model variant, a checkpoint, or both")
+        variant = infer_variant(sd)
     config = model_config(variant, image_size=image_size)
     model = build_model_from_config(config)
-    if checkpoint is None:
+    if sd is None:
         logger.warning("no checkpoint given: %s has random weights", config.name)
     else:
-        sd = checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint)
         check_state_dict(model, sd, config.name)
         model.load_state_dict(sd, strict=True)
     return model.eval().to(device)

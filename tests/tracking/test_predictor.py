@@ -140,7 +140,9 @@ def test_bad_frame_and_object(predictor, frames) -> None:
         predictor.add_new_points_or_box(state, 6, 1, box=BOXES[1])
     with pytest.raises(ValueError, match="obj_id"):
         predictor.add_new_points_or_box(state, 0, "a", box=BOXES[1])
-    with pytest.raises(ValueError, match="unknown object id"):
+    with pytest.raises(ValueError, match="unknown object id 5"):
+        predictor.remove_object(state, 5, strict=True)
+    with pytest.raises(RuntimeError, match="unknown object id 5"):  # the official type
         predictor.remove_object(state, 5, strict=True)
 
 

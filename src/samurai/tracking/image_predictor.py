@@ -10,7 +10,7 @@ original size and thresholded at ``mask_threshold``, low-res logits clamped to [
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -74,7 +74,6 @@ class SAM2ImagePredictor:
     def __init__(
         self,
         model: Sam2Model,
-        *,
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
@@ -84,6 +83,19 @@ class SAM2ImagePredictor:
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
         self._embedding: _Embedding | None = None
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs: Any) -> SAM2ImagePredictor:
+        """A predictor of a Hugging Face model id (``"facebook/sam2.1-hiera-tiny"``), with the
+        official checkpoint from the cache or the official download."""
+        from samurai.compat.builders import build_sam2_hf
+
+        options = {
+            k: kwargs.pop(k)
+            for k in ("mask_threshold", "max_hole_area", "max_sprinkle_area")
+            if k in kwargs
+        }
+        return cls(build_sam2_hf(model_id, **kwargs), **options)
 
     @property
     def device(self) -> torch.device:

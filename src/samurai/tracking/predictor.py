@@ -7,8 +7,10 @@ official SAM 2 names are in ``samurai.tracking.sam2_api``.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
@@ -23,6 +25,45 @@ from samurai.tracking.state import MemoryEntry, ObjectTrack, Prompt, VideoState
 from samurai.tracking.step import ObjectStepper, StepOutput
 
 logger = logging.getLogger(__name__)
+
+
+class PredictorStateError(ValueError, RuntimeError):
+    """A call the state does not allow yet (e.g. propagating before any prompt): a
+    ``ValueError`` here, an instance of ``RuntimeError`` as the official predictor raises."""
+
+
+def as_index(value: object, name: str) -> int:
+    """An integer argument (Python, NumPy or 0-d torch integer); floats, strings and bools are
+    refused with a one-line ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def check_mask(mask: ArrayLike | torch.Tensor) -> torch.Tensor:
+    """A user mask as a tensor of bool or real numbers without NaN / inf (one-line errors)."""
+    if isinstance(mask, torch.Tensor):
+        t = mask.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(mask)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"mask must be a 2-D array of numbers or bools: {exc}") from None
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"mask must hold numbers or bools, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex() or not (t.dtype == torch.bool or t.is_floating_point() or _is_int(t)):
+        raise ValueError(f"mask must hold numbers or bools, got dtype {t.dtype}")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError("mask contains NaN or infinite values")
+    return t
+
+
+def _is_int(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
 
 
 class VideoPredictor:
@@ -73,6 +114,12 @@ class VideoPredictor:
     ) -> VideoState:
         """Open a video (file, frame folder, stream, array or iterator) for tracking."""
         src = open_source(source)
+        if src.height <= 0 or src.width <= 0 or src.num_frames == 0:
+            src.close()
+            raise ValueError(
+                f"video {src.name} has no pixels ({src.num_frames} frames of "
+                f"{src.width}x{src.height})"
+            )
         offload = (
             self.runtime.offload_state_to_cpu
             if offload_state_to_cpu is None
@@ -84,6 +131,8 @@ class VideoPredictor:
             video_width=src.width,
             num_frames=src.num_frames,
             storage_device=torch.device("cpu") if offload else None,
+            image_size=self.image_size,
+            compute_device=self.device,
         )
 
     def features(self, state: VideoState, frame_idx: int) -> ImageFeatures:
@@ -101,7 +150,7 @@ class VideoPredictor:
         return self.model.encode_image(image[None].to(self.device))
 
     def _check_frame(self, state: VideoState, frame_idx: int) -> int:
-        idx = int(frame_idx)
+        idx = as_index(frame_idx, "frame_idx")
         if idx < 0 or (state.num_frames is not None and idx >= state.num_frames):
             raise ValueError(
                 f"frame index {frame_idx} out of range (video has {state.num_frames} frames)"
@@ -129,13 +178,12 @@ class VideoPredictor:
         frame, before or after tracking started. Returns every object's mask on that frame.
         """
         idx = self._check_frame(state, frame_idx)
-        if not isinstance(obj_id, int) or isinstance(obj_id, bool):
-            raise ValueError(f"obj_id must be an int, got {obj_id!r}")
+        obj_id = as_index(obj_id, "obj_id")
         track = state.tracks.get(obj_id) or ObjectTrack(obj_id=obj_id)
         if mask is not None:
             if box is not None or points is not None:
                 raise ValueError("give either a mask or a box/points prompt, not both")
-            prompt = make_mask_prompt(mask, image_size=self.image_size)
+            prompt = make_mask_prompt(check_mask(mask), image_size=self.image_size)
         else:
             if box is not None and not clear_old_points:
                 raise ValueError(
@@ -209,7 +257,7 @@ class VideoPredictor:
         """
         cond = [f for t in state.tracks.values() for f in t.cond_memory]
         if not cond:
-            raise ValueError("no prompts: add a box, points or a mask on some frame first")
+            raise PredictorStateError("no prompts: add a box, points or a mask on some frame first")
         if not state.source.seekable:
             raise ValueError(
                 f"{state.source.name} is a live source: use Tracker.step for live streams "
@@ -218,6 +266,10 @@ class VideoPredictor:
         num_frames = state.num_frames
         assert num_frames is not None
         start = min(cond) if start is None else self._check_frame(state, start)
+        if max_frames is not None:
+            max_frames = as_index(max_frames, "max_frame_num_to_track")
+            if max_frames < 0:
+                raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frames}")
         count = num_frames if max_frames is None else max_frames
         if reverse:
             end = max(start - count, 0)

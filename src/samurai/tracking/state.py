@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from samurai.io.frames import FrameSource
 from samurai.tracking.motion import MotionState
+from samurai.tracking.state_view import VIEWS, read_key, refuse_write
 
 if TYPE_CHECKING:
     from samurai.modeling.sam2 import ImageFeatures
@@ -114,6 +115,11 @@ class VideoState:
         features: LRU of encoded frames, shared by all objects.
         frames_tracked: frame index -> tracked in reverse (SAM 2's ``frames_already_tracked``).
         storage_device: where memories live (CPU when offloading GPU state), None = model device.
+        image_size: the model's input size (set by ``init_video``; used by ``state["images"]``).
+        compute_device: the model's device (set by ``init_video``).
+
+    ``state[key]`` reads the official ``inference_state`` keys (``"video_height"``,
+    ``"num_frames"``, ``"obj_ids"``, ``"output_dict_per_obj"``, ...; see ``state_view.VIEWS``).
     """
 
     source: FrameSource
@@ -124,10 +130,29 @@ class VideoState:
     features: FeatureCache = field(default_factory=FeatureCache)
     frames_tracked: dict[int, bool] = field(default_factory=dict)
     storage_device: torch.device | None = None
+    image_size: int | None = None
+    compute_device: torch.device | None = None
 
     @property
     def obj_ids(self) -> list[int]:
         return list(self.tracks)
+
+    def __getitem__(self, key: str) -> Any:
+        return read_key(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        refuse_write(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in VIEWS
+
+    def keys(self) -> list[str]:
+        """The official ``inference_state`` keys this state answers."""
+        return list(VIEWS)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``state[key]``, or ``default`` for a key samurai does not keep."""
+        return read_key(self, key) if key in VIEWS else default
 
     def close(self) -> None:
         self.features.clear()
