@@ -17,6 +17,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -381,3 +382,23 @@ def _describe(reason: object) -> str:
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     return str(reason) or type(reason).__name__
+
+
+def load_failure(path: str | Path, exc: BaseException) -> str:
+    """One line for a checkpoint file that ``torch.load(weights_only=True)`` could not read.
+
+    A file that is not a plain tensor checkpoint (pickled Python objects, which could run code
+    if unpickled, or a pickle torch's safe loader cannot read) is refused as such; torch's advice
+    to load it with ``weights_only=False`` is never passed on.
+    """
+    text = str(exc)
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        named = re.search(r"GLOBAL ([\w.]+)", text)
+        if named:
+            detail = f"it holds pickled Python objects ({named.group(1)}) that could run code"
+        else:
+            lines = [line for line in text.splitlines() if "weights_only" not in line]
+            detail = next((line.strip() for line in lines if line.strip()), "unreadable pickle")
+        return f"{path} is not a plain checkpoint and is refused: {detail}"
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return f"cannot read checkpoint {path}: {reason}"
