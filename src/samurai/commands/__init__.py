@@ -7,9 +7,11 @@ raised, not printed: `run_guarded` turns the expected ones (bad input, missing o
 checkpoints, I/O) into one line ``samurai: error: <message>`` and exit code 2, and Ctrl-C into
 exit code 130. `samurai.cli` lists the modules; a module that does not exist yet is skipped.
 
-Model options (``--model``, ``--checkpoint``, ``--device``, ``--dtype``, ``--no-samurai``,
-``--image-size``) come from `add_model_options` and become an `InferenceManager` through
-`manager_from_args`, so every command reads them the same way.
+Model options (``--model``, ``--checkpoint``, ``--random-weights``, ``--device``, ``--dtype``,
+``--no-samurai``, ``--image-size``) come from `add_model_options` and become an
+`InferenceManager` through `manager_from_args`, so every command reads them the same way.
+
+Nothing here imports torch: ``samurai --help`` and argument errors stay instant.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from samurai.build import CheckpointMismatchError
 from samurai.checkpoints import CheckpointError
 from samurai.config import VARIANTS
-from samurai.io.frames import FrameSourceError
 
 __all__ = [
     "EXIT_ERROR",
@@ -34,6 +35,7 @@ __all__ = [
     "configure_logging",
     "error_line",
     "manager_from_args",
+    "random_weights_banner",
     "run_guarded",
 ]
 
@@ -41,29 +43,41 @@ logger = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-_EXPECTED_ERRORS = (
-    ValueError,
-    FrameSourceError,
-    CheckpointError,
-    CheckpointMismatchError,
-    OSError,
-)
+# FrameSourceError and CheckpointMismatchError are ValueErrors (named here without importing
+# samurai.build, which imports torch).
+_EXPECTED_ERRORS = (ValueError, CheckpointError, OSError)
+
+_BANNER = """\
+{rule}
+  WARNING: {variant} runs with RANDOM (untrained) weights{reason}.
+  Every mask, box and score it writes is MEANINGLESS; the run only shows that
+  the pipeline works end to end. For real results: run `samurai download {variant}`
+  with network access, or download the checkpoint yourself and pass --checkpoint PATH.
+{rule}
+"""
 
 
 def common_options() -> argparse.ArgumentParser:
     """Parent parser with the options every subcommand takes (``--quiet``)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no info messages"
+        "-q", "--quiet", action="store_true", help="errors only: no progress bar, info or warnings"
     )
     return parser
 
 
 def add_model_options(
-    parser: argparse.ArgumentParser, *, default_model: str = "sam2.1_hiera_t"
+    parser: argparse.ArgumentParser,
+    *,
+    default_model: str = "sam2.1_hiera_t",
+    random_weights: bool = True,
 ) -> Any:
-    """``--model --checkpoint --device --dtype --no-samurai --image-size``; returns the
-    argument group, for commands that add model options of their own."""
+    """``--model --checkpoint [--random-weights] --device --dtype --no-samurai --image-size``;
+    returns the argument group, for commands that add model options of their own.
+
+    ``random_weights``: offer ``--random-weights`` (read by `manager_from_args`; commands that
+    build their models otherwise pass False).
+    """
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
@@ -78,6 +92,13 @@ def add_model_options(
         help="weights file (.pt or .safetensors) for --model; default: the cached official "
         "checkpoint, downloaded on first use",
     )
+    if random_weights:
+        group.add_argument(
+            "--random-weights",
+            action="store_true",
+            help="no checkpoint: RANDOM (untrained) weights, to try the tool offline; every "
+            "output is then meaningless",
+        )
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     group.add_argument(
         "--dtype",
@@ -104,10 +125,24 @@ def add_model_options(
     return group
 
 
+def random_weights_banner(variant: str, reason: str | None = None) -> str:
+    """The loud stderr warning of a run on random weights (``reason``: why, if not chosen)."""
+    because = "" if reason is None else f":\n    the checkpoint is not available: {reason}"
+    return _BANNER.format(rule="!" * 78, variant=variant, reason=because)
+
+
 def manager_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    """An `InferenceManager` for the parsed model options (``overrides``: config names)."""
+    """An `InferenceManager` for the parsed model options (``overrides``: config names).
+
+    With ``--random-weights`` the model is untrained and a loud banner goes to stderr (unless
+    ``--quiet``); a checkpoint that cannot be downloaded names that option in its error.
+    """
+    from samurai.config import resolve_variant
     from samurai.manager import InferenceManager  # imports torch: only when a command needs it
 
+    random_weights = bool(getattr(args, "random_weights", False))
+    if random_weights and args.checkpoint is not None:
+        raise ValueError("--random-weights and --checkpoint exclude each other")
     if args.image_size is not None:
         if args.image_size <= 0 or args.image_size % 32:
             raise ValueError(
@@ -119,22 +154,36 @@ def manager_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
                 "--image-size %d: the model was trained at 1024; results will differ",
                 args.image_size,
             )
-    return InferenceManager(
-        args.model,
-        args.checkpoint,
-        device=args.device,
-        dtype=args.dtype,
-        samurai_mode=args.samurai,
-        download_progress=not args.quiet,
-        **overrides,
-    )
+    if random_weights and not args.quiet:
+        sys.stderr.write(random_weights_banner(resolve_variant(args.model)))
+    try:
+        return InferenceManager(
+            args.model,
+            args.checkpoint,
+            device=args.device,
+            dtype=args.dtype,
+            samurai_mode=args.samurai,
+            random_weights=random_weights,
+            download_progress=not args.quiet,
+            **overrides,
+        )
+    except CheckpointError as exc:
+        if args.checkpoint is not None or not hasattr(args, "random_weights"):
+            raise
+        raise CheckpointError(
+            f"{exc}; or try samurai offline with --random-weights (meaningless results)"
+        ) from exc
+
+
+_silenced: list[tuple[int, list[Any]]] = []  # what --quiet replaced: logging.disable, filters
 
 
 def configure_logging(quiet: bool) -> None:
-    """samurai's messages on stderr as ``samurai: <message>``; warnings only under ``--quiet``.
+    """samurai's messages on stderr as ``samurai: <message>``; errors only under ``--quiet``.
 
-    Only the ``samurai`` logger is touched (a handler added once), so embedding code keeps its
-    own logging setup.
+    Without ``quiet`` only the ``samurai`` logger is touched (a handler added once), so
+    embedding code keeps its own logging setup. ``quiet`` means errors only for the whole
+    process: every logger below ERROR and Python warnings are silenced too.
     """
     package = logging.getLogger("samurai")
     for handler in [h for h in package.handlers if getattr(h, "_samurai_cli", False)]:
@@ -143,7 +192,15 @@ def configure_logging(quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("samurai: %(message)s"))
     handler._samurai_cli = True  # type: ignore[attr-defined]
     package.addHandler(handler)
-    package.setLevel(logging.WARNING if quiet else logging.INFO)
+    package.setLevel(logging.ERROR if quiet else logging.INFO)
+    if quiet and not _silenced:
+        _silenced.append((logging.root.manager.disable, list(warnings.filters)))
+        logging.disable(logging.WARNING)
+        warnings.simplefilter("ignore")
+    elif not quiet and _silenced:  # a later non-quiet call in the same process undoes it
+        level, filters = _silenced.pop()
+        logging.disable(level)
+        warnings.filters[:] = filters
 
 
 def error_line(exc: BaseException) -> str:

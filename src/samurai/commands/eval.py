@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
         help="evaluate these result folders (names = folder names) without tracking",
     )
     out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    add_model_options(parser)
+    add_model_options(parser, random_weights=False)  # workers build their own models
     scale = parser.add_argument_group("scale")
     scale.add_argument(
         "--workers", type=int, metavar="N", help="parallel workers, one model each (default 1)"
