@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from samurai.io.video_writer import write_video
-from service.helpers import ServerProcess
+from service.helpers import TOKEN, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +45,12 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, clips: dict[str, Path]
 ) -> Iterator[ServerProcess]:
     """One server for the API and browser tests: 1 worker, 2 MiB uploads, 30 frames at most,
-    server-side paths allowed under the clips folder."""
+    frames up to 1024x1024, server-side paths allowed under the clips folder, a bearer token."""
     root = tmp_path_factory.mktemp("server")
     process = ServerProcess(
         root, tiny_checkpoint, "--max-upload-mb", "2", "--max-frames", "30",
-        "--allowed-root", str(clips["short"].parent),
+        "--max-resolution", "1024x1024", "--allowed-root", str(clips["short"].parent),
+        token=TOKEN,
     )  # fmt: skip
     process.start()
     yield process

@@ -24,6 +24,8 @@ import psutil
 SERVER_START_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 300.0
 TERMINAL = {"done", "failed", "cancelled"}
+TOKEN = "test-token-0123456789abcdef"
+"""The bearer token of the shared test server."""
 
 
 def free_port() -> int:
@@ -33,10 +35,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``samurai serve`` in a subprocess; its log goes to ``<root>/server-<n>.log``."""
+    """``samurai serve`` in a subprocess; its log goes to ``<root>/server-<n>.log``.
 
-    def __init__(self, root: Path, checkpoint: Path, *extra: str, workers: int = 1) -> None:
+    With ``token``, the server reads it from ``<root>/token`` (``--token-file``) and `client`
+    sends it as a bearer token.
+    """
+
+    def __init__(
+        self, root: Path, checkpoint: Path, *extra: str, workers: int = 1, token: str | None = None
+    ) -> None:
         self.root, self.checkpoint, self.extra, self.workers = root, checkpoint, extra, workers
+        self.token = token
         self.data_dir = root / "data"
         self.db = root / "jobs.db"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -66,6 +75,11 @@ class ServerProcess:
             "--image-size", "256", "--checkpoint", f"sam2.1_hiera_t={self.checkpoint}",
             *self.extra,
         ]  # fmt: skip
+        if self.token is not None:
+            token_file = self.root / "token"
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+            command += ["--token-file", str(token_file)]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=self.env
@@ -112,8 +126,12 @@ class ServerProcess:
             if child.is_running():
                 child.kill()
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        return httpx.Client(base_url=self.url, timeout=60, headers=self.headers)
 
 
 def wait_job(client: httpx.Client, job_id: str, *, until: set[str] = TERMINAL) -> dict[str, Any]:

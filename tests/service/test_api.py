@@ -210,6 +210,7 @@ def test_cancel_running_job_then_delete(server: ServerProcess, clips: dict[str, 
         created = post_upload(client, clips["long"], boxes=json.dumps(BOXES))
         job_id = created.json()["id"]
         wait_progress(client, job_id, 1)
+        log_before = server.log.stat().st_size
         cancelled = client.delete(f"/api/jobs/{job_id}")
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
         job = wait_job(client, job_id)
@@ -223,6 +224,11 @@ def test_cancel_running_job_then_delete(server: ServerProcess, clips: dict[str, 
                 break
             time.sleep(0.1)
         assert not job_folder.exists()
+        with open(server.log, "rb") as log:  # a cancelled job ends quietly
+            log.seek(log_before)
+            after_cancel = log.read().decode()
+        assert "Traceback" not in after_cancel and "cannot write" not in after_cancel
+        assert f"job {job_id} failed" not in after_cancel, after_cancel
         deleted = client.delete(f"/api/jobs/{job_id}")
         assert deleted.status_code == 200 and deleted.json()["state"] == "deleted"
         assert client.get(f"/api/jobs/{job_id}").status_code == 404

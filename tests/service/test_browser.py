@@ -59,10 +59,23 @@ def page(tmp_path: Path) -> Any:
             browser.close()
 
 
+def sign_in(page: Any, server: ServerProcess) -> None:
+    """The page asks for the token once (the server answered 401); a wrong one is refused."""
+    page.wait_for_selector("#login", state="visible")
+    page.fill("#token", "wrong-token-0123456789")
+    page.click("#login-submit")
+    page.wait_for_function("document.getElementById('login-error').textContent.includes('refused')")
+    page.fill("#token", server.token)
+    page.click("#login-submit")
+    page.wait_for_selector("#login", state="hidden")
+    page.wait_for_selector("#model option", state="attached")
+
+
 def test_upload_draw_track_play_download(
     page: Any, server: ServerProcess, clips: dict[str, Path], tmp_path: Path
 ) -> None:
     page.goto(server.url + "/")
+    sign_in(page, server)
     assert page.locator("#start").is_disabled()
     page.set_input_files("#video-file", str(clips["short"]))
     page.wait_for_function("document.getElementById('video-info').textContent.includes('4 frames')")
@@ -136,9 +149,13 @@ def test_previous_video_and_points(
 
     with open(clips["short"], "rb") as f:
         video = httpx.post(
-            server.url + "/api/videos", files={"video": ("earlier.mp4", f)}, timeout=60
+            server.url + "/api/videos",
+            files={"video": ("earlier.mp4", f)},
+            headers=server.headers,
+            timeout=60,
         ).json()
     page.goto(server.url + "/")
+    sign_in(page, server)
     page.wait_for_selector(f"#previous-videos option[value='{video['id']}']", state="attached")
     page.select_option("#previous-videos", video["id"])
     page.wait_for_selector("#canvas-placeholder", state="hidden")
@@ -155,7 +172,7 @@ def test_previous_video_and_points(
     response = response_info.value
     assert response.status == 201
     job_id = response.json()["id"]
-    job = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json()
+    job = httpx.get(f"{server.url}/api/jobs/{job_id}", headers=server.headers, timeout=30).json()
     assert job["params"]["labels"] == [1, 0] and job["params"]["samurai_mode"] is False
-    httpx.delete(f"{server.url}/api/jobs/{job_id}", timeout=30)
+    httpx.delete(f"{server.url}/api/jobs/{job_id}", headers=server.headers, timeout=30)
     assert not page.errors, page.errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,36 @@ examples:
   samurai serve                                   # http://127.0.0.1:8000/ (API docs at /docs)
   samurai serve --workers 2 --data-dir /srv/samurai --allowed-root /data/videos
   samurai serve --device cuda --checkpoint sam2.1_hiera_l=/models/large.pt
+  SAMURAI_TOKEN=$(cat ~/.samurai-token) samurai serve --host 0.0.0.0 --allowed-host gpu1.lab
 
 Jobs, uploads and results live in --data-dir (default $SAMURAI_HOME/service); the job database
-(SQLite) survives restarts: jobs that were running are queued again.
+(SQLite) survives restarts: jobs that were running are queued again. One server owns a data
+folder at a time. Listening beyond 127.0.0.1 needs a token (--token-file or SAMURAI_TOKEN);
+see docs/service.md for the security model and running behind a TLS reverse proxy.
 """
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 4096x4096, got {text!r}")
+    return int(width), int(height)
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The token from ``token_file`` (first line) or ``$SAMURAI_TOKEN``; None when neither."""
+    if token_file is None:
+        return os.environ.get("SAMURAI_TOKEN", "").strip() or None
+    try:
+        token = token_file.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ValueError(f"--token-file {token_file}: {reason}") from None
+    if not token or "\n" in token:
+        raise ValueError(f"--token-file {token_file}: expected one line holding the token")
+    if token_file.stat().st_mode & 0o077:
+        logger.warning("--token-file %s can be read by other users (chmod 600 it)", token_file)
+    return token
 
 
 def _checkpoint(text: str) -> tuple[str, Path]:
@@ -40,6 +67,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     net.add_argument(
         "--workers", type=int, default=1, help="worker processes, one job each (default 1)"
+    )
+    access = parser.add_argument_group("access")
+    access.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the bearer token every /api request needs (or set SAMURAI_TOKEN); "
+        "required unless --host is a loopback address",
+    )
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests whose Host header names NAME, e.g. the name a reverse proxy "
+        "serves (repeatable; '*' turns the Host check off)",
+    )
+    access.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (https://app.example) call the API (repeatable; default: "
+        "CORS off, cross-origin writes refused)",
     )
     net.add_argument(
         "--threads-per-worker",
@@ -60,6 +111,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     store.add_argument(
         "--max-queued", type=int, default=100, help="most waiting jobs (default 100)"
+    )
+    store.add_argument(
+        "--max-resolution",
+        type=_resolution,
+        default=(4096, 4096),
+        metavar="WxH",
+        help="largest frame size accepted, checked from the container (default 4096x4096)",
+    )
+    store.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=200_000.0,
+        metavar="N",
+        help="most decoded pixels per job, frames x width x height, in millions (default 200000)",
     )
     store.add_argument(
         "--allowed-root",
@@ -114,6 +179,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         dtype=args.dtype,
         threads_per_worker=args.threads_per_worker,
+        token=read_token(args.token_file),
+        allowed_hosts=tuple(args.allowed_host),
+        cors_origins=tuple(args.cors_origin),
+        max_width=args.max_resolution[0],
+        max_height=args.max_resolution[1],
+        max_megapixels=args.max_megapixels,
     )
 
 
@@ -123,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from samurai.service.app import create_app
+        from samurai.service.ownership import prepare
     except ModuleNotFoundError as exc:
         raise ValueError(
             f"samurai serve needs {exc.name!r}: pip install fastapi uvicorn python-multipart"
@@ -132,17 +204,24 @@ def run(args: argparse.Namespace) -> int:
     for root in settings.allowed_roots:
         if not root.is_dir():
             raise ValueError(f"--allowed-root {root}: not a folder")
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s: the service has no authentication", settings.host)
-    logger.info("http://%s:%d/ (API docs at /docs)", settings.host, settings.port)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning" if args.quiet else "info",
-        access_log=False,
-        timeout_graceful_shutdown=3,
-    )
+    lock = prepare(settings)  # before anything touches a job: one owner, a sound database
+    try:
+        logger.info("http://%s:%d/ (API docs at /docs)", settings.host, settings.port)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, lock=lock),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning" if args.quiet else "info",
+                access_log=False,
+                timeout_graceful_shutdown=3,
+            )
+        )
+        server.run()
+        if not server.started:
+            raise OSError(f"the server could not start on {settings.host}:{settings.port}")
+    finally:
+        lock.release()
     return 0
 
 

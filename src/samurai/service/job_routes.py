@@ -101,7 +101,7 @@ async def _job_video(state: ServiceState, form: uploads.Form) -> tuple[VideoReco
         uploads.probe_video,
         path,
         display_name=repr(form.fields["path"]),
-        max_frames=state.settings.max_frames,
+        limits=state.limits,
         upload=False,
     )
     size = path.stat().st_size if path.is_file() else 0
@@ -118,6 +118,20 @@ async def _job_video(state: ServiceState, form: uploads.Form) -> tuple[VideoReco
         time.time(),
     )
     return video, True
+
+
+def _check_pixel_budget(state: ServiceState, video: VideoRecord, max_frames: int | None) -> None:
+    """Refuse a job that would decode more pixels than ``--max-megapixels`` (413)."""
+    frames = video.frames if max_frames is None else min(video.frames, max_frames)
+    pixels = frames * video.width * video.height
+    if pixels > state.settings.max_pixels:
+        allowed = state.settings.max_megapixels
+        raise RequestError(
+            413,
+            f"the job would decode {pixels / 1e6:,.0f} megapixels ({frames} frames of "
+            f"{video.width}x{video.height}); this server allows {allowed:,.0f} per job "
+            "(use max_frames)",
+        )
 
 
 @router.post(
@@ -142,6 +156,7 @@ async def create_job(request: Request) -> JobCreatedOut:
         params = parse_job_params(form.fields)
         video, new_video = await _job_video(state, form)
         check_in_frame(params, width=video.width, height=video.height)
+        _check_pixel_budget(state, video, params.max_frames)
         job = await run_in_threadpool(
             state.db().add_job,
             params.to_dict(),
@@ -285,5 +300,6 @@ def delete_job(request: Request, job_id: str) -> DeletedOut:
         result = "deleted"
     else:
         raise HTTPException(409, f"job {job_id!r} changed state; try again")
+    # a running job's worker stops at its next check and removes what it wrote after this
     shutil.rmtree(job_dir(state.data_dir, job.id), ignore_errors=True)
     return DeletedOut(id=job.id, state=result)

@@ -23,12 +23,30 @@ RESULT_KINDS: tuple[str, ...] = ("overlay", "boxes", "rle", "scores", "masks")
 DEFAULT_MODEL = "sam2.1_hiera_t"
 SAMURAI_OPTIONS: frozenset[str] = frozenset(f.name for f in fields(SamuraiConfig))
 MAX_OBJECTS = 32
+MAX_POINTS = 64
+MAX_COORDINATE = 1e9
+MAX_JSON_DEPTH = 4
+"""Deepest nesting of brackets accepted in a JSON form field (``[[x, y, w, h]]`` is 2)."""
+MIN_TOKEN_LENGTH = 16
+LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def default_data_dir() -> Path:
     """``$SAMURAI_HOME/service`` (``~/.cache/samurai/service``)."""
     home = os.environ.get("SAMURAI_HOME") or "~/.cache/samurai"
     return Path(home).expanduser() / "service"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the service on this machine."""
+    import ipaddress
+
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,16 @@ class ServiceSettings:
         threads_per_worker: torch CPU threads per worker; None = CPU cores / workers.
         worker_niceness: added to the workers' nice value so the API stays responsive.
         poll_interval_s: how often idle workers look for jobs and SSE streams for changes.
+        token: bearer token every ``/api`` request must carry (header or the page's cookie);
+            None = no authentication, allowed only on a loopback ``host``.
+        allowed_hosts: ``Host`` header names accepted besides the bound host's own names;
+            ``*`` turns the check off (behind a proxy that checks it).
+        cors_origins: origins (``https://app.example``) allowed to call the API from their
+            pages; none = CORS off, cross-origin state-changing requests refused.
+        max_width: widest accepted video frame, in pixels.
+        max_height: tallest accepted video frame, in pixels.
+        max_megapixels: most decoded pixels per job (frames x width x height), in millions.
+        preview_max_side: frames served as JPEG are scaled to fit this many pixels.
     """
 
     host: str = "127.0.0.1"
@@ -70,12 +98,30 @@ class ServiceSettings:
     threads_per_worker: int | None = None
     worker_niceness: int = 5
     poll_interval_s: float = 0.2
+    token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    max_width: int = 4096
+    max_height: int = 4096
+    max_megapixels: float = 200_000.0
+    preview_max_side: int = 1920
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.max_upload_mb <= 0 or self.max_frames < 1 or self.max_queued < 1:
             raise ValueError("max_upload_mb, max_frames and max_queued must be positive")
+        if min(self.max_width, self.max_height, self.preview_max_side) < 1:
+            raise ValueError("max_width, max_height and preview_max_side must be positive")
+        if not self.max_megapixels > 0:
+            raise ValueError("max_megapixels must be positive")
+        if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"the token must have at least {MIN_TOKEN_LENGTH} characters")
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"listening on {self.host} needs a token: --token-file PATH or SAMURAI_TOKEN "
+                "(or bind 127.0.0.1)"
+            )
         for variant in self.checkpoints:
             resolve_variant(variant)
 
@@ -86,6 +132,10 @@ class ServiceSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1_000_000)
 
     @property
     def torch_threads(self) -> int:
@@ -130,16 +180,52 @@ class JobParams:
         return max(len(self.boxes or []), 1)
 
 
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of JSON ``text`` (brackets inside strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _json(name: str, text: str) -> Any:
+    """Parse a JSON form field, refusing nesting deeper than `MAX_JSON_DEPTH` before parsing."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from exc
+    except (RecursionError, MemoryError):  # defence in depth: the depth check comes first
+        raise ValueError(f"{name}: JSON too deeply nested or too large") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"{name}: not valid JSON ({str(exc)[:80]})") from None
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {json.dumps(value)}")
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not bad:
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            bad = True
+    if bad or not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+        shown = json.dumps(value)[:40] if not isinstance(value, int) else str(value)[:40]
+        raise ValueError(f"{name}: expected a finite number of magnitude <= 1e9, got {shown}")
     return float(value)
 
 
@@ -153,7 +239,7 @@ def parse_boxes(text: str) -> list[list[float]]:
     parsed = []
     for i, box in enumerate(boxes):
         if not isinstance(box, list) or len(box) != 4:
-            raise ValueError(f"boxes[{i}]: expected [x, y, w, h], got {json.dumps(box)}")
+            raise ValueError(f"boxes[{i}]: expected [x, y, w, h], got {json.dumps(box)[:60]}")
         x, y, w, h = (_number(f"boxes[{i}]", v) for v in box)
         if w <= 0 or h <= 0:
             raise ValueError(f"boxes[{i}]: width and height must be positive, got {w:g} x {h:g}")
@@ -167,6 +253,8 @@ def parse_points(points_text: str, labels_text: str | None) -> tuple[list[list[f
     points = _json("points", points_text)
     if not isinstance(points, list) or not points:
         raise ValueError("points: expected a non-empty JSON list of [x, y] clicks")
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"points: at most {MAX_POINTS} clicks, got {len(points)}")
     labels = _json("labels", labels_text) if labels_text else [1] * len(points)
     if not isinstance(labels, list) or len(labels) != len(points):
         raise ValueError(f"labels: expected a JSON list of {len(points)} labels, one per point")
@@ -177,7 +265,7 @@ def parse_points(points_text: str, labels_text: str | None) -> tuple[list[list[f
     parsed = []
     for j, point in enumerate(points):
         if not isinstance(point, list) or len(point) != 2:
-            raise ValueError(f"points[{j}]: expected [x, y], got {json.dumps(point)}")
+            raise ValueError(f"points[{j}]: expected [x, y], got {json.dumps(point)[:60]}")
         parsed.append([_number(f"points[{j}]", v) for v in point])
     return parsed, [int(m) for m in labels]
 
@@ -274,9 +362,9 @@ def parse_job_params(form: dict[str, str]) -> JobParams:
         try:
             max_frames = int(text)
         except ValueError:
-            raise ValueError(f"max_frames: expected an integer, got {text!r}") from None
-        if max_frames < 1:
-            raise ValueError("max_frames: must be at least 1")
+            raise ValueError(f"max_frames: expected an integer, got {text[:40]!r}") from None
+        if not 1 <= max_frames <= 1_000_000_000:
+            raise ValueError("max_frames: must be between 1 and 1e9")
     outputs = parse_outputs(form.get("outputs"))
     return JobParams(model, boxes, points, labels, samurai_mode, options, max_frames, outputs)
 
@@ -351,7 +439,9 @@ class ModelListOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
+    status: str = Field(description="ok, or unavailable when jobs cannot be written.")
+    writable: bool = Field(description="A job can be written to the database and data folder.")
+    reason: str | None = Field(None, description="Why jobs cannot be written.")
     workers: int
     workers_alive: int
     jobs: dict[str, int]

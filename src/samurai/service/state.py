@@ -4,10 +4,12 @@ conversions from store records to response models."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +21,9 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from samurai.io.frames import FrameSourceError, open_source
+from samurai.io.video_reader import VideoFileSource
 from samurai.service import uploads
+from samurai.service.ownership import DataDirLock, prepare
 from samurai.service.schemas import (
     RESULT_KINDS,
     ErrorOut,
@@ -41,14 +45,19 @@ from samurai.service.worker import ManagerFactory, WorkerPool
 logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 403, 404, 409, 413, 415, 422, 429)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
 
 
 class ServiceState:
     """What the routes share: settings, the store, the worker pool and a small frame cache."""
 
-    def __init__(self, settings: ServiceSettings, manager_factory: ManagerFactory) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        manager_factory: ManagerFactory,
+        lock: DataDirLock | None = None,
+    ) -> None:
         # workers and the routes must agree on result paths: one absolute data dir for all
         self.settings = dataclasses.replace(
             settings, data_dir=settings.data_dir.expanduser().resolve()
@@ -56,15 +65,29 @@ class ServiceState:
         self.data_dir = self.settings.data_dir
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
+        self.lock = lock
         self._factory = manager_factory
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._frames_lock = threading.Lock()
+        self._decode_slots = threading.BoundedSemaphore(_DECODE_SLOTS)
+        self.limits = uploads.VideoLimits(
+            self.settings.max_frames, self.settings.max_width, self.settings.max_height
+        )
 
     def start(self) -> None:
+        """Own the data folder, check the database, re-queue orphans, start the workers.
+
+        Raises:
+            OwnershipError: another live server owns the data folder or database.
+            DatabaseError: the database is damaged or cannot be written (left untouched).
+        """
+        if self.lock is None or not self.lock.held:
+            self.lock = prepare(self.settings)
         for sub in ("videos", "jobs", "tmp"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         for leftover in (self.data_dir / "tmp").iterdir():  # uploads cut off by a crash
             leftover.unlink(missing_ok=True)
+        limit_heap_growth()
         self.store = Store(self.settings.db_path)
         requeued = self.store.requeue_running()
         if requeued:
@@ -76,6 +99,8 @@ class ServiceState:
     def stop(self) -> None:
         if self.pool is not None:
             self.pool.stop()
+        if self.lock is not None:
+            self.lock.release()
 
     def _remove_orphans(self) -> None:
         """Result folders of deleted or cancelled jobs (e.g. a crash during DELETE)."""
@@ -96,14 +121,21 @@ class ServiceState:
             if key in self._frames:
                 self._frames.move_to_end(key)
                 return self._frames[key]
-        try:
-            with open_source(video.path) as source:
-                frame = source.get(frame_idx)
-        except (FrameSourceError, IndexError) as exc:
-            detail = f"frame {frame_idx} of video {video.id} cannot be read: {exc}"
-            raise HTTPException(404, detail) from exc
-        buffer = io.BytesIO()
-        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+        if video.width > self.settings.max_width or video.height > self.settings.max_height:
+            raise HTTPException(
+                413,
+                f"video {video.id} is {video.width}x{video.height}; frames "
+                f"are served up to {self.limits.max_width}x{self.limits.max_height}",
+            )
+        # one decode at a time, scaled before encoding: the API process's memory stays flat
+        with self._decode_slots:
+            try:
+                buffer = _frame_jpeg(video.path, frame_idx, self.settings.preview_max_side)
+            except (FrameSourceError, IndexError) as exc:
+                detail = f"frame {frame_idx} of video {video.id} cannot be read: {exc}"
+                raise HTTPException(404, detail) from exc
+            finally:
+                release_freed_memory()
         with self._frames_lock:
             self._frames[key] = buffer.getvalue()
             while len(self._frames) > 32:
@@ -116,6 +148,60 @@ class ServiceState:
         if not path.is_relative_to(self.data_dir) or not path.is_file():
             raise HTTPException(404, "result file not found")
         return path
+
+
+def _frame_jpeg(path: str, frame_idx: int, max_side: int) -> io.BytesIO:
+    """Frame ``frame_idx`` of ``path`` as JPEG, scaled to fit ``max_side`` pixels."""
+    import cv2
+
+    source = open_source(path)
+    if isinstance(source, VideoFileSource):
+        source.close()
+        source = VideoFileSource(path, cache_size=1)
+    with source:
+        frame = source.get(frame_idx)
+    height, width = frame.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+    return buffer
+
+
+def limit_heap_growth() -> None:
+    """glibc only: serve large blocks (decoded frames) from mmap, so that freeing them gives the
+    memory back to the system instead of growing the heap of each request thread for good."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(_M_ARENA_MAX, 2)
+
+
+def release_freed_memory() -> None:
+    """glibc only: return free heap pages to the system (``malloc_trim``)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+_DECODE_SLOTS = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - musl has no malloc_trim
+        return libc
+    except (OSError, AttributeError):
+        return None
 
 
 def state_of(request: Request) -> ServiceState:
@@ -185,7 +271,7 @@ async def accept_upload(state: ServiceState, form: uploads.Form) -> uploads.Vide
         uploads.probe_video,
         form.file.path,
         display_name=repr(form.file.filename),
-        max_frames=state.settings.max_frames,
+        limits=state.limits,
         upload=True,
     )
     return meta

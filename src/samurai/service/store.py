@@ -10,6 +10,7 @@ neither report progress nor complete it. That is how no job runs twice to comple
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -58,6 +59,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
+CREATE TABLE IF NOT EXISTS service_health (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS job_events (
     job_id TEXT NOT NULL,
     time REAL NOT NULL,
@@ -190,9 +195,15 @@ class Store:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it already
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close this thread's connection (other threads close theirs when they end)."""
@@ -200,6 +211,16 @@ class Store:
         if db is not None:
             db.close()
             self._local.db = None
+
+    def check_writable(self) -> str | None:
+        """Write one row (as a job would); None when it worked, else the one-line reason."""
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT OR REPLACE INTO service_health VALUES (1, ?)", (time.time(),))
+        except sqlite3.Error as exc:
+            self.close()  # a broken connection is not reused once the fault is gone
+            return f"the job database {self.path} cannot be written: {exc}"
+        return None
 
     # videos
 

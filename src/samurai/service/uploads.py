@@ -21,7 +21,8 @@ from typing import IO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from samurai.io.frames import FrameSourceError, open_source
+from samurai.io.frames import IMAGE_SUFFIXES, FrameSourceError, open_source
+from samurai.io.probe import probe_header
 from samurai.io.video_reader import VideoFileSource
 
 logger = logging.getLogger(__name__)
@@ -233,22 +234,52 @@ def _callbacks(reader: _FormReader) -> dict[str, object]:
     return {f"on_{name}": getattr(reader, f"on_{name}") for name in names}
 
 
-def probe_video(path: Path, *, display_name: str, max_frames: int, upload: bool) -> VideoMeta:
-    """Open ``path`` as a video and check it against the frame limit.
+@dataclass(frozen=True)
+class VideoLimits:
+    """What the service accepts: frames per video and frame size."""
+
+    max_frames: int
+    max_width: int
+    max_height: int
+
+    def check(self, display_name: str, *, width: int, height: int, frames: int | None) -> None:
+        """Raises `RequestError` 413 naming the limit a video exceeds."""
+        if width > self.max_width or height > self.max_height:
+            raise RequestError(
+                413,
+                f"{display_name} has {width}x{height} frames; this server accepts at most "
+                f"{self.max_width}x{self.max_height}",
+            )
+        if frames is not None and frames > self.max_frames:
+            raise RequestError(
+                413, f"{display_name} has {frames} frames; this server accepts at most "
+                f"{self.max_frames}",
+            )  # fmt: skip
+
+
+def probe_video(path: Path, *, display_name: str, limits: VideoLimits, upload: bool) -> VideoMeta:
+    """Open ``path`` as a video and check it against the limits.
+
+    A video file's resolution and frame count are read from its container first, and checked
+    before any picture is decoded; then its first frame is decoded to prove it readable.
 
     Args:
         path: the file (for uploads, the temporary file).
         display_name: how error messages name it (never the temporary path).
-        max_frames: the longest video accepted.
+        limits: the largest video accepted.
         upload: uploads must be video files; server-side paths may also be frame folders.
 
     Raises:
-        RequestError: empty file (400), not a decodable video (415), too many frames (413).
+        RequestError: empty file (400), not a decodable video (415), too large (413).
     """
     if path.is_file() and path.stat().st_size == 0:
         raise RequestError(400, f"{display_name} is empty (0 bytes)")
     try:
-        source = VideoFileSource(path) if upload else open_source(path)
+        if upload or (path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES):
+            header = probe_header(path)
+            limits.check(display_name, width=header.width, height=header.height, frames=None)
+            limits.check(display_name, width=0, height=0, frames=header.frames)
+        source = VideoFileSource(path, cache_size=1) if upload else open_source(path)
     except FrameSourceError as exc:
         reason = str(exc).replace(str(path), display_name)
         if display_name not in reason:
@@ -258,10 +289,7 @@ def probe_video(path: Path, *, display_name: str, max_frames: int, upload: bool)
         frames = source.num_frames
         if not source.seekable or frames is None:
             raise RequestError(415, f"{display_name} is a live stream, not a video file")
-        if frames > max_frames:
-            raise RequestError(
-                413, f"{display_name} has {frames} frames; this server accepts at most {max_frames}"
-            )
+        limits.check(display_name, width=source.width, height=source.height, frames=frames)
         return VideoMeta(frames, source.width, source.height, source.fps)
 
 

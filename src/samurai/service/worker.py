@@ -21,12 +21,12 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
 import zipfile
 from collections.abc import Callable
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +128,27 @@ class JobRunner:
 
     def serve(self, wait: Callable[[float], object]) -> None:
         """Run jobs until ``should_exit``; ``wait(seconds)`` idles between empty polls."""
+        failing = False
         while not self.should_exit():
-            job = self.store.claim_next(self.name)
+            try:
+                job = self.store.claim_next(self.name)
+            except sqlite3.Error as exc:  # read-only or full disk: wait for it to be fixed
+                if not failing:
+                    logger.error("cannot claim jobs: the job database failed: %s", exc)
+                failing = True
+                self.store.close()
+                wait(2.0)
+                continue
+            failing = False
             if job is None:
                 wait(self.settings.poll_interval_s)
                 continue
             logger.info("job %s (attempt %d) started", job.id, job.attempts)
-            self.run(job)
+            try:
+                self.run(job)
+            except sqlite3.Error as exc:  # the server re-queues the job once it can write
+                logger.error("job %s: the job database failed: %s; worker exits", job.id, exc)
+                raise SystemExit(3) from None
 
     def manager(self, params: JobParams) -> Any:
         """The cached manager of ``params.model``; rebuilt only when the SAMURAI options differ."""
@@ -202,7 +216,11 @@ class JobRunner:
             self._stopped(job, control, out)
 
     def _failed(self, job: JobRecord, control: _JobControl, exc: Exception, out: Path) -> None:
+        # the API removes a cancelled job's files, so writes fail before the next check: ask now
+        if not (control.lost or control.exiting):
+            control.lost = not self.store.holds(job.id, job.attempts)
         if control.lost or control.exiting:
+            logger.debug("job %s stopped while failing: %s", job.id, error_line(exc))
             self._stopped(job, control, out)
             return
         message = error_line(exc)
@@ -260,13 +278,13 @@ def _die_with_parent() -> None:
 
 
 def worker_main(
-    name: str,
-    settings: ServiceSettings,
-    factory: ManagerFactory,
-    stop_event: EventType,
-    parent_pid: int,
+    name: str, settings: ServiceSettings, factory: ManagerFactory, parent_pid: int
 ) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process. SIGTERM stops it after the current frame: its job goes
+    back to the queue (no multiprocessing semaphore, so nothing is left for a resource tracker).
+    """
+    stop_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         return
@@ -305,10 +323,10 @@ class WorkerPool:
     def __init__(self, settings: ServiceSettings, factory: ManagerFactory, store: Store) -> None:
         self.settings, self.factory, self.store = settings, factory, store
         self._context = multiprocessing.get_context("spawn")
-        self._stop_event = self._context.Event()
         self._stopping = threading.Event()
         self._started = threading.Event()
         self._processes: dict[int, tuple[str, Any]] = {}
+        self._unclaimed: dict[str, int | None] = {}  # dead workers whose jobs wait for re-queueing
         self._generation = 0
         self._thread: threading.Thread | None = None
 
@@ -325,7 +343,6 @@ class WorkerPool:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the workers to stop (their jobs go back to the queue) and wait for them."""
-        self._stop_event.set()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout_s + 5)
@@ -335,7 +352,7 @@ class WorkerPool:
         name = f"worker-{slot}.{self._generation}@{os.getpid()}"
         proc = self._context.Process(
             target=worker_main,
-            args=(name, self.settings, self.factory, self._stop_event, os.getpid()),
+            args=(name, self.settings, self.factory, os.getpid()),
             name=name,
             daemon=True,
         )
@@ -354,16 +371,31 @@ class WorkerPool:
             for slot, (name, proc) in list(self._processes.items()):
                 if proc.is_alive():
                     continue
-                self._reclaim(name, proc.exitcode)
+                proc.join(0)
+                if proc.exitcode == 0:  # SIGTERM from outside: its job went back to the queue
+                    logger.info("%s stopped (exit code 0)", name)
+                else:
+                    logger.error("%s died (exit code %s)", name, proc.exitcode)
+                self._unclaimed[name] = proc.exitcode
                 restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
                 if len(restarts) > 4 * self.settings.workers:  # crashing at start: back off
                     self._stopping.wait(10)
                 if not self._stopping.is_set():
                     self._spawn(slot)
+            self._reclaim_all()
         self._shutdown()
 
+    def _reclaim_all(self) -> None:
+        """Re-queue the jobs of dead workers; retried while the database cannot be written."""
+        for name, exitcode in list(self._unclaimed.items()):
+            try:
+                self._reclaim(name, exitcode)
+            except sqlite3.Error as exc:
+                logger.debug("cannot re-queue the jobs of %s yet: %s", name, exc)
+                return
+            del self._unclaimed[name]
+
     def _reclaim(self, name: str, exitcode: int | None) -> None:
-        logger.error("%s died (exit code %s)", name, exitcode)
         for job in self.store.running_on(name):
             reason = f"the worker process died (exit code {exitcode})"
             if job.attempts >= MAX_ATTEMPTS:
@@ -372,16 +404,19 @@ class WorkerPool:
                 self.store.release(job.id, job.attempts, reason)
 
     def _shutdown(self, timeout_s: float = 10.0) -> None:
+        for _, proc in self._processes.values():
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: stop after the current frame, give the job back
         deadline = time.monotonic() + timeout_s
         for _, proc in self._processes.values():
             proc.join(max(0.0, deadline - time.monotonic()))
         for name, proc in self._processes.values():
             if proc.is_alive():
-                logger.warning("%s did not stop in time; terminating it", name)
-                proc.terminate()
-                proc.join(3)
-            if proc.is_alive():
+                logger.warning("%s did not stop in time; killing it", name)
                 proc.kill()
                 proc.join(3)
-            for job in self.store.running_on(name):
-                self.store.release(job.id, job.attempts, "server shutdown")
+            try:
+                for job in self.store.running_on(name):
+                    self.store.release(job.id, job.attempts, "server shutdown")
+            except sqlite3.Error as exc:  # re-queued at the next start instead
+                logger.error("cannot re-queue the jobs of %s: %s", name, exc)

@@ -25,8 +25,39 @@ const page = {
   pollTimer: null,
 };
 
+// ---------------------------------------------------------------------------- access token
+// A server that needs a token answers 401; the page asks once and keeps the token in a session
+// cookie (same site only), which fetch, <video>, download links and EventSource all send.
+let tokenPrompt = null;
+
+function askToken(message) {
+  if (!tokenPrompt) {
+    tokenPrompt = new Promise((resolve) => {
+      $("login").hidden = false;
+      $("login-error").textContent = message || "";
+      $("token").focus();
+      $("login-form").onsubmit = (e) => {
+        e.preventDefault();
+        const token = $("token").value.trim();
+        if (!token) return;
+        const secure = location.protocol === "https:" ? "; Secure" : "";
+        document.cookie = `samurai_token=${encodeURIComponent(token)}; path=/; SameSite=Strict${secure}`;
+        $("token").value = "";
+        $("login").hidden = true;
+        tokenPrompt = null;
+        resolve();
+      };
+    });
+  }
+  return tokenPrompt;
+}
+
 async function api(method, url, body) {
-  const response = await fetch(url, { method, body });
+  let response = await fetch(url, { method, body, credentials: "same-origin" });
+  for (let tries = 0; response.status === 401 && tries < 10; tries++) {
+    await askToken(tries ? "That token was refused; try again." : "");
+    response = await fetch(url, { method, body, credentials: "same-origin" });
+  }
   let data = null;
   try { data = await response.json(); } catch (e) { data = null; }
   if (!response.ok) {
@@ -53,6 +84,11 @@ function uploadVideo(file) {
   xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
   xhr.onload = async () => {
     bar.hidden = true;
+    if (xhr.status === 401) {
+      await askToken("Enter the access token to upload.");
+      uploadVideo(file);
+      return;
+    }
     let data = null;
     try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
     if (xhr.status !== 201) {
