@@ -91,6 +91,8 @@ def test_help_and_argument_errors_do_not_import_torch() -> None:
         ["--help"],
         [],
         ["trak"],
+        ["track", "--help"],
+        ["track", "clip.mp4", "--box", "1,2,3"],
         ["download", "--help"],
         ["models", "--bogus"],
         ["eval", "--help"],
@@ -103,6 +105,7 @@ def test_help_and_argument_errors_do_not_import_torch() -> None:
     codes = {tuple(argv): code for argv, code, _ in report}
     assert codes[("--help",)] == 0 and codes[()] == 2 and codes[("trak",)] == 2
     assert codes[("bench", "--objects", "9")] == 2
+    assert codes[("track", "clip.mp4", "--box", "1,2,3")] == 2
     assert [argv for argv, _, torch_loaded in report if torch_loaded] == []
 
 

@@ -17,7 +17,7 @@ from samurai.commands import (
 )
 from samurai.config import resolve_variant
 from samurai.io.frames import FrameSourceSpec, open_source
-from samurai.io.sinks import ALL_OUTPUTS
+from samurai.io.outputs import ALL_OUTPUTS
 
 __all__ = ["parse_box", "parse_box_file", "parse_points", "register", "run"]
 

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from samurai.io import rle
 from samurai.io.draw import DEFAULT_COLORS, draw_result
 from samurai.io.frames import Frame, FrameSource
+from samurai.io.outputs import ALL_OUTPUTS
 from samurai.io.staging import Staged, marked_path
 from samurai.io.video_writer import VideoWriter
 from samurai.tracking.results import FrameResult
@@ -57,7 +58,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AbsentBox = Literal["zero", "last", "predicted"]
-ALL_OUTPUTS = frozenset({"overlay", "boxes", "masks", "rle", "scores"})
 
 
 @dataclass(frozen=True)
