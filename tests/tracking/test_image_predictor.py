@@ -269,3 +269,44 @@ def test_hole_and_sprinkle_removal(small_model: Sam2Model) -> None:
     torch.testing.assert_close(cleaned[0, 0][outside], plain[0, 0][outside])
     upsampled = SAM2ImagePredictor(small_model, max_hole_area=4)._postprocess(logits, (128, 96))
     assert upsampled.shape == (1, 1, 128, 96)
+
+
+# ------------------------------------------------------- official entry points
+def test_official_image_api_from_package_top_level(small_images: list[np.ndarray]) -> None:
+    """``from samurai import SAM2ImagePredictor, build_sam2`` with an official config name, as
+    the official image notebooks do; batch calls give each image's single-image result."""
+    import samurai
+
+    assert samurai.SAM2ImagePredictor is SAM2ImagePredictor
+    assert "SAM2ImagePredictor" in samurai.__all__
+    model = samurai.build_sam2(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        synth_state_dict("sam2.1_hiera_t"),
+        device="cpu",
+        hydra_overrides_extra=["++model.image_size=256"],
+    )
+    predictor = samurai.SAM2ImagePredictor(model, 0.0)  # mask_threshold positional, as upstream
+    predictor.set_image_batch(small_images)
+    boxes = [np.array([10, 10, 120, 100]), np.array([20, 30, 200, 150])]
+    masks, ious, low_res = predictor.predict_batch(None, None, box_batch=boxes)
+    for i, image in enumerate(small_images):
+        single = samurai.SAM2ImagePredictor(model)
+        single.set_image(image)
+        m, s, lr = single.predict(box=boxes[i])
+        np.testing.assert_array_equal(masks[i], m)
+        np.testing.assert_allclose(ious[i], s, atol=1e-5)
+        np.testing.assert_allclose(low_res[i], lr, atol=1e-4)
+
+
+def test_build_sam2_apply_postprocessing_sets_decoder() -> None:
+    sd = synth_state_dict("sam2.1_hiera_t")
+    import samurai
+
+    on = samurai.build_sam2("sam2.1/sam2.1_hiera_t", sd, image_size=256)
+    off = samurai.build_sam2(
+        "sam2.1/sam2.1_hiera_t", sd, image_size=256, apply_postprocessing=False
+    )
+    assert on.sam_mask_decoder.dynamic_multimask_via_stability is True
+    assert off.sam_mask_decoder.dynamic_multimask_via_stability is False
+    with pytest.raises(ValueError, match="belong to a video predictor"):
+        samurai.build_sam2("sam2.1/sam2.1_hiera_t", sd, fill_hole_area=0)

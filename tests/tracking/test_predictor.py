@@ -146,6 +146,46 @@ def test_bad_frame_and_object(predictor, frames) -> None:
         predictor.remove_object(state, 5, strict=True)
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p, s: p.add_new_points_or_box(s, 1.5, 1, box=BOXES[1]), "frame_idx must be an"),
+        (lambda p, s: p.add_new_points_or_box(s, "0", 1, box=BOXES[1]), "frame_idx must be an"),
+        (lambda p, s: p.add_new_points_or_box(s, True, 1, box=BOXES[1]), "frame_idx must be an"),
+        (lambda p, s: p.add_new_points_or_box(s, 0, 1.0, box=BOXES[1]), "obj_id must be an"),
+        (lambda p, s: p.add_new_mask(s, 0, 1, np.full((54, 96), np.nan)), "NaN"),
+        (lambda p, s: p.add_new_mask(s, 0, 1, np.array([["a", "b"], ["c", "d"]])), "dtype <U1"),
+        (lambda p, s: p.add_new_mask(s, 0, 1, [[1, "x"]]), "numbers or bools"),
+        (lambda p, s: p.add_new_mask(s, 0, 1, torch.full((8, 8), float("inf"))), "infinite"),
+    ],
+)
+def test_wrong_argument_types_are_one_line_errors(predictor, frames, call, message) -> None:
+    state = predictor.init_state(ImageFolderSource(frames))
+    with pytest.raises(ValueError, match=message) as err:
+        call(predictor, state)
+    assert "\n" not in str(err.value)
+    assert state.obj_ids == [], "nothing is added by a refused prompt"
+
+
+def test_propagation_arguments_are_checked(predictor, frames) -> None:
+    state = predictor.init_state(ImageFolderSource(frames))
+    predictor.add_new_points_or_box(state, np.int64(0), np.int64(3), box=BOXES[1])
+    assert state.obj_ids == [3] and type(state.obj_ids[0]) is int
+    with pytest.raises(ValueError, match="max_frame_num_to_track must be >= 0, got -5"):
+        list(predictor.propagate_in_video(state, max_frame_num_to_track=-5))
+    with pytest.raises(ValueError, match="max_frame_num_to_track must be an integer"):
+        list(predictor.propagate_in_video(state, max_frame_num_to_track=2.5))
+    with pytest.raises(ValueError, match="frame_idx must be an integer"):
+        list(predictor.propagate_in_video(state, start_frame_idx=1.5))
+    got = [f for f, _, _ in predictor.propagate_in_video(state, max_frame_num_to_track=0)]
+    assert got == [0], "0 more frames: the start frame only, as upstream"
+
+
+def test_video_without_pixels_is_refused(predictor) -> None:
+    with pytest.raises(ValueError, match="has no pixels"):
+        predictor.init_state(np.zeros((2, 0, 0, 3), np.uint8))
+
+
 def test_streaming_tracker_equals_propagate() -> None:
     """Frames pushed one by one give exactly the masks of offline propagation. The video has
     16 frames: shorter videos normalise pointer offsets by their length, which a stream
