@@ -145,8 +145,10 @@ def _counts(mask: NDArray[Any]) -> NDArray[np.int64]:
 def _size(rle: dict[str, Any]) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in rle["size"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"RLE needs 'size': [height, width], got {rle!r:.80}") from exc
+    if height < 0 or width < 0:
+        raise ValueError(f"RLE size must not be negative, got {[height, width]}")
     return height, width
 
 
@@ -155,5 +157,8 @@ def _counts_of(rle: dict[str, Any]) -> NDArray[np.int64]:
     if isinstance(counts, str | bytes):
         return counts_from_string(counts)
     if isinstance(counts, list | tuple | np.ndarray):
-        return np.asarray(counts, dtype=np.int64)
+        try:
+            return np.asarray(counts, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"RLE counts must be integers below 2**63: {exc}") from None
     raise ValueError(f"RLE needs 'counts' (str, bytes or list of ints), got {type(counts)}")
