@@ -217,7 +217,11 @@ def run(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=3,
             )
         )
-        server.run()
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+            logger.info("stopped")
+            return 0
         if not server.started:
             raise OSError(f"the server could not start on {settings.host}:{settings.port}")
     finally:

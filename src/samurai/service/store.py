@@ -191,18 +191,25 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it already
-                db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # a failed statement may have ended it
+                    db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            # a connection opened while the file was read-only stays read-only: open a new one
+            # next time, so the store recovers once the file is writable again
+            if not isinstance(exc, sqlite3.IntegrityError):
+                self.close()
             raise
 
     def close(self) -> None:
@@ -213,13 +220,23 @@ class Store:
             self._local.db = None
 
     def check_writable(self) -> str | None:
-        """Write one row (as a job would); None when it worked, else the one-line reason."""
-        try:
-            with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO service_health VALUES (1, ?)", (time.time(),))
-        except sqlite3.Error as exc:
-            self.close()  # a broken connection is not reused once the fault is gone
-            return f"the job database {self.path} cannot be written: {exc}"
+        """Write one row (as a job would); None when it worked, else the one-line reason.
+
+        A failure is retried once on a new connection: this thread's connection may date from
+        a moment the file was read-only.
+        """
+        for attempt in range(2):
+            try:
+                with self._transaction() as db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO service_health VALUES (1, ?)", (time.time(),)
+                    )
+            except sqlite3.Error as exc:
+                self.close()
+                if attempt == 1:
+                    return f"the job database {self.path} cannot be written: {exc}"
+            else:
+                return None
         return None
 
     # videos
