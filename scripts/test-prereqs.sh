@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs besides .venv: the golden reference data and the Debian packages listed
-# in scripts/test-packages.txt. Missing packages are installed when run as root (apt-get);
+# in scripts/test-packages.txt. Without the reference the golden tests skip (a user's own clone),
+# so this only says so, except under CI (CI=true), where its absence stops the run. Missing packages are installed when run as root (apt-get);
 # otherwise this stops with the command that installs them. SAMURAI_SKIP_TEST_PACKAGES=1 goes on
 # without them (the tests that need them are then skipped, or fail under CI=true).
 set -euo pipefail
@@ -10,10 +11,14 @@ reference=${SAMURAI_REFERENCE:-../shared/reference}
 if ! [ -d "$reference/golden" ] || ! [ -f "$reference/synth_weights.py" ]; then
   cat >&2 <<MSG
 make test: the golden reference data is not at $reference
-  the tests compare with it: put the shared folder next to the checkout (../shared/reference)
-  or point SAMURAI_REFERENCE at the reference folder
+  the golden tests compare with it: put the shared folder next to the checkout
+  (../shared/reference) or point SAMURAI_REFERENCE at the reference folder
 MSG
-  exit 1
+  if [ "${CI:-}" = true ]; then
+    echo "make test: CI=true requires the reference data" >&2
+    exit 1
+  fi
+  echo "  going on: the golden tests will skip" >&2
 fi
 
 mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' scripts/test-packages.txt | grep -v '^$' || true)
