@@ -181,9 +181,12 @@ def test_propagation_arguments_are_checked(predictor, frames) -> None:
     assert got == [0], "0 more frames: the start frame only, as upstream"
 
 
-def test_video_without_pixels_is_refused(predictor) -> None:
+def test_video_without_pixels_is_refused(predictor, tmp_path) -> None:
     with pytest.raises(ValueError, match="has no pixels"):
         predictor.init_state(np.zeros((2, 0, 0, 3), np.uint8))
+    with pytest.raises(RuntimeError) as err:  # the official type for a folder without frames
+        predictor.init_state(str(tmp_path))
+    assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
 
 
 def test_streaming_tracker_equals_propagate() -> None:

@@ -18,7 +18,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from samurai.config import SAMURAI_DEFAULTS, ModelConfig, SamuraiConfig, TrackerConfig
-from samurai.io.frames import FrameSourceSpec
+from samurai.io.frames import FrameSourceError, FrameSourceSpec
 from samurai.tracking.predictor import PredictorStateError, VideoPredictor, as_index
 from samurai.tracking.results import FrameResult
 from samurai.tracking.state import ObjectTrack, VideoState
@@ -52,6 +52,11 @@ _MODULE_METHODS = (
     "load_state_dict",
     "requires_grad_",
 )
+
+
+class VideoSourceError(FrameSourceError, RuntimeError):
+    """A video that cannot be opened: a ``ValueError`` here, and an instance of the
+    ``RuntimeError`` the official loader raises (e.g. "no images found")."""
 
 
 def apply_non_overlapping_constraints(masks: torch.Tensor) -> torch.Tensor:
@@ -182,7 +187,10 @@ class SAM2VideoPredictor(VideoPredictor):
         """Open a video (mp4/mov/... file, JPEG/PNG folder, ...). Frames are decoded lazily,
         so ``offload_video_to_cpu`` / ``async_loading_frames`` have nothing left to do."""
         del offload_video_to_cpu, async_loading_frames
-        return self.init_video(video_path, offload_state_to_cpu=offload_state_to_cpu)
+        try:
+            return self.init_video(video_path, offload_state_to_cpu=offload_state_to_cpu)
+        except FrameSourceError as exc:
+            raise VideoSourceError(str(exc)) from None
 
     def add_new_points_or_box(
         self,
