@@ -13,10 +13,12 @@ from os import PathLike
 from pathlib import Path
 
 import av
+import numpy as np
+from numpy.typing import NDArray
 
 from samurai.io.frames import FrameSourceError
 
-__all__ = ["VideoHeader", "probe_header"]
+__all__ = ["VideoHeader", "probe_header", "read_frame"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,50 @@ def probe_header(path: str | PathLike[str], *, count_packets: bool = True) -> Vi
                 raise FrameSourceError(f"cannot read the packets of {name}: {exc}") from exc
         codec = context.name if context is not None else "unknown"
         return VideoHeader(width, height, frames, float(rate) if rate else None, codec)
+
+
+def read_frame(
+    path: str | PathLike[str], frame_idx: int, *, max_side: int | None = None
+) -> NDArray[np.uint8]:
+    """Frame ``frame_idx`` of a video as ``(H, W, 3)`` uint8 RGB, scaled to fit ``max_side``.
+
+    Frames are counted in decoding output order from the first, as `VideoFileSource` counts
+    them. Decoding is single-threaded and the picture is scaled while it is converted to RGB,
+    so memory stays at about one full-size frame (for previews in a long-lived server).
+
+    Raises:
+        FrameSourceError: unreadable file, or fewer than ``frame_idx + 1`` decodable frames.
+    """
+    name = str(Path(path))
+    try:
+        container = av.open(name)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise FrameSourceError(f"not a readable video: {name} ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise FrameSourceError(f"no video stream in {name}")
+        stream = container.streams.video[0]
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue  # skipped as VideoFileSource skips undecodable packets
+                for frame in frames:
+                    if count == frame_idx:
+                        return _scaled_rgb(frame, max_side)
+                    count += 1
+        except (av.FFmpegError, OSError) as exc:
+            raise FrameSourceError(f"{name}: reading stopped after {count} frames: {exc}") from exc
+    raise FrameSourceError(f"frame {frame_idx} of {name} could not be decoded ({count} frames)")
+
+
+def _scaled_rgb(frame: av.VideoFrame, max_side: int | None) -> NDArray[np.uint8]:
+    width, height = frame.width, frame.height
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
+    size = {}
+    if scale < 1.0:
+        size = {"width": max(2, round(width * scale)), "height": max(2, round(height * scale))}
+    rgb = frame.to_ndarray(format="rgb24", interpolation="AREA", **size)
+    return np.ascontiguousarray(rgb, dtype=np.uint8)

@@ -98,11 +98,7 @@ async def _job_video(state: ServiceState, form: uploads.Form) -> tuple[VideoReco
         return video_or_404(state, form.fields["video_id"]), False
     path = uploads.resolve_allowed_path(form.fields["path"], state.settings.allowed_roots)
     meta = await run_in_threadpool(
-        uploads.probe_video,
-        path,
-        display_name=repr(form.fields["path"]),
-        limits=state.limits,
-        upload=False,
+        state.probe, path, display_name=repr(form.fields["path"]), upload=False
     )
     size = path.stat().st_size if path.is_file() else 0
     video = VideoRecord(

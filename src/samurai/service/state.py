@@ -20,8 +20,8 @@ from fastapi import HTTPException, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from samurai.io.frames import FrameSourceError, open_source
-from samurai.io.video_reader import VideoFileSource
+from samurai.io.frames import IMAGE_SUFFIXES, FrameSourceError, open_source
+from samurai.io.probe import read_frame
 from samurai.service import uploads
 from samurai.service.ownership import DataDirLock, prepare
 from samurai.service.schemas import (
@@ -142,6 +142,16 @@ class ServiceState:
                 self._frames.popitem(last=False)
         return buffer.getvalue()
 
+    def probe(self, path: Path, *, display_name: str, upload: bool) -> uploads.VideoMeta:
+        """`uploads.probe_video` with the limits, one decode at a time, memory given back."""
+        with self._decode_slots:
+            try:
+                return uploads.probe_video(
+                    path, display_name=display_name, limits=self.limits, upload=upload
+                )
+            finally:
+                release_freed_memory()
+
     def inside_data_dir(self, relative: str) -> Path:
         """A stored result path, refused if it would leave the data dir."""
         path = (self.data_dir / relative).resolve()
@@ -154,12 +164,11 @@ def _frame_jpeg(path: str, frame_idx: int, max_side: int) -> io.BytesIO:
     """Frame ``frame_idx`` of ``path`` as JPEG, scaled to fit ``max_side`` pixels."""
     import cv2
 
-    source = open_source(path)
-    if isinstance(source, VideoFileSource):
-        source.close()
-        source = VideoFileSource(path, cache_size=1)
-    with source:
-        frame = source.get(frame_idx)
+    if Path(path).is_file() and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        frame = read_frame(path, frame_idx, max_side=max_side)
+    else:  # a server-side frame folder
+        with open_source(path) as source:
+            frame = source.get(frame_idx)
     height, width = frame.shape[:2]
     scale = max_side / max(height, width)
     if scale < 1:
@@ -268,11 +277,7 @@ async def accept_upload(state: ServiceState, form: uploads.Form) -> uploads.Vide
     if form.file.size == 0:
         raise RequestError(400, f"the uploaded file {form.file.filename!r} is empty (0 bytes)")
     meta: uploads.VideoMeta = await run_in_threadpool(
-        uploads.probe_video,
-        form.file.path,
-        display_name=repr(form.file.filename),
-        limits=state.limits,
-        upload=True,
+        state.probe, form.file.path, display_name=repr(form.file.filename), upload=True
     )
     return meta
 

@@ -22,8 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from samurai.io.frames import IMAGE_SUFFIXES, FrameSourceError, open_source
-from samurai.io.probe import probe_header
-from samurai.io.video_reader import VideoFileSource
+from samurai.io.probe import probe_header, read_frame
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +278,15 @@ def probe_video(path: Path, *, display_name: str, limits: VideoLimits, upload: b
             header = probe_header(path)
             limits.check(display_name, width=header.width, height=header.height, frames=None)
             limits.check(display_name, width=0, height=0, frames=header.frames)
-        source = VideoFileSource(path, cache_size=1) if upload else open_source(path)
+            if header.frames == 0:
+                raise FrameSourceError(f"no video frames in {path}")
+            # decodable? (the picture is checked against the limits too: headers can lie)
+            first = read_frame(path, 0)
+            height, width = first.shape[:2]
+            del first
+            limits.check(display_name, width=width, height=height, frames=None)
+            return VideoMeta(header.frames, width, height, header.fps)
+        source = open_source(path)
     except FrameSourceError as exc:
         reason = str(exc).replace(str(path), display_name)
         if display_name not in reason:
