@@ -45,6 +45,7 @@ def test_every_shipped_config_maps_to_its_variant_and_mode() -> None:
             f"sam2/{path}",  # relative to the repository root
             f"/home/user/samurai/sam2/sam2/{path}",
             "./" + path,
+            Path("/opt") / path,
         ):
             got = parse_config_name(name)
             assert (got.variant, got.samurai_mode) == (variant, samurai), name

@@ -67,6 +67,8 @@ def _resolve(
         ckpt_path = overrides.pop("checkpoint")
     if isinstance(config_file, ModelConfig):
         return config_file, None, ckpt_path
+    if isinstance(config_file, Path):
+        config_file = str(config_file)
     if config_file is not None:
         official = parse_config_name(config_file)
         return official.variant, official, ckpt_path

@@ -11,6 +11,7 @@ package root. A ``configs/samurai/`` name turns SAMURAI on with that file's valu
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -52,7 +53,7 @@ class OfficialConfig:
     min_obj_score_logits: float | None
 
 
-def parse_config_name(name: str) -> OfficialConfig:
+def parse_config_name(name: str | os.PathLike[str]) -> OfficialConfig:
     """Map an official config name or path, or a samurai variant name, to a variant and mode.
 
     Accepts ``configs/samurai/sam2.1_hiera_b+.yaml``, ``sam2.1/sam2.1_hiera_t``,
@@ -62,6 +63,8 @@ def parse_config_name(name: str) -> OfficialConfig:
     Raises:
         ValueError: not a config name samurai knows (one line, naming it).
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str):
         raise ValueError(f"config_file must be a config name or path, got {name!r}")
     text = name.strip().replace("\\", "/")
