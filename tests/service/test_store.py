@@ -137,3 +137,23 @@ def test_concurrent_claims_from_processes_never_overlap(tmp_path: Path) -> None:
     for worker in workers:
         worker.join(30)
     assert sorted(claimed) == sorted(ids)  # each job claimed exactly once
+
+
+def test_only_worker_deaths_count_towards_failing_a_job(tmp_path: Path) -> None:
+    """Server restarts re-queue a job without using up its worker-death allowance."""
+    from samurai.service.schemas import ServiceSettings
+    from samurai.service.worker import MAX_ATTEMPTS, WorkerPool, default_manager_factory
+
+    store = Store(tmp_path / "jobs.db")
+    (job_id,) = queue(store)
+    pool = WorkerPool(ServiceSettings(data_dir=tmp_path), default_manager_factory, store)
+    for _ in range(MAX_ATTEMPTS):  # claimed, then the server is killed: re-queued at restart
+        assert store.claim_next("w0") is not None
+        assert store.requeue_running() == [job_id]
+    for death in range(1, MAX_ATTEMPTS + 1):
+        assert store.claim_next("w1") is not None
+        pool._reclaim("w1", -9)
+        job = store.get_job(job_id)
+        assert job is not None
+        assert job.state == ("failed" if death == MAX_ATTEMPTS else "queued"), (death, job)
+    assert job.error is not None and f"{MAX_ATTEMPTS} times" in job.error

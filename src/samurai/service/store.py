@@ -435,6 +435,19 @@ class Store:
         with self._transaction() as db:
             return self._requeue(db, job_id, attempt, reason)
 
+    def count_requeues(self, job_id: str, reason_prefix: str) -> int:
+        """How often the job went back to the queue for a reason starting with ``reason_prefix``."""
+        (count,) = (
+            self._connection()
+            .execute(
+                "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND event = 'requeued' "
+                "AND substr(detail, 1, ?) = ?",
+                (job_id, len(reason_prefix), reason_prefix),
+            )
+            .fetchone()
+        )
+        return int(count)
+
     def running_on(self, worker: str) -> list[JobRecord]:
         """Jobs ``worker`` holds (the pool asks when a worker process died)."""
         rows = self._connection().execute(

@@ -40,8 +40,10 @@ ManagerFactory = Callable[..., Any]
 an `InferenceManager`-compatible ``process_video``; must be picklable (a module-level function)."""
 
 MAX_ATTEMPTS = 3
-"""A job whose worker process dies this many times is failed instead of re-queued."""
+"""A job whose worker process dies this many times is failed instead of re-queued (restarts and
+shutdowns of the server, and workers stopped by SIGTERM, do not count)."""
 _PROGRESS_EVERY_S = 0.25
+WORKER_DIED = "the worker process died"
 
 
 def default_manager_factory(
@@ -397,9 +399,10 @@ class WorkerPool:
 
     def _reclaim(self, name: str, exitcode: int | None) -> None:
         for job in self.store.running_on(name):
-            reason = f"the worker process died (exit code {exitcode})"
-            if job.attempts >= MAX_ATTEMPTS:
-                self.store.fail(job.id, job.attempts, f"{reason}, {job.attempts} times")
+            reason = f"{WORKER_DIED} (exit code {exitcode})"
+            deaths = self.store.count_requeues(job.id, WORKER_DIED) + 1
+            if deaths >= MAX_ATTEMPTS:
+                self.store.fail(job.id, job.attempts, f"{reason}, {deaths} times")
             else:
                 self.store.release(job.id, job.attempts, reason)
 
