@@ -162,6 +162,9 @@ def test_builder_with_official_arguments(tiny) -> None:
         ({"kf_score_weight": 0.3, "samurai_mode": False}, "need samurai_mode=True"),
         ({"clear_non_cond_mem_around_input": True}, "not supported"),
         ({"device": "nonsense"}, "not a torch device"),
+        ({"hydra_overrides_extra": ["++model.fill_hole_area=abc"]}, "must be an int"),
+        ({"kf_score_weight": "0.3"}, "kf_score_weight='0.3' must be a number"),
+        ({"non_overlap_masks": 1}, "must be a bool"),
     ],
 )
 def test_builder_errors(tiny, kwargs: dict, message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,13 @@ from samurai.compat.configs import (
     parse_config_name,
     parse_hydra_overrides,
 )
-from samurai.config import ModelConfig, RuntimeOptions, resolve_variant
+from samurai.config import (
+    ModelConfig,
+    RuntimeOptions,
+    SamuraiConfig,
+    TrackerConfig,
+    resolve_variant,
+)
 from samurai.modeling.mask_decoder import MaskDecoder
 from samurai.modeling.sam2 import Sam2Model
 from samurai.tracking.sam2_api import SAM2VideoPredictor
@@ -86,6 +93,36 @@ def _merge(hydra: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return {**hydra, **overrides}
 
 
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {"image_size": 1024, "samurai_mode": True}
+    for cls in (TrackerConfig, SamuraiConfig):
+        out.update({f.name: f.default for f in fields(cls)})
+    out.update({DECODER_OPTIONS[0]: True, DECODER_OPTIONS[1]: 0.05, DECODER_OPTIONS[2]: 0.98})
+    return out
+
+
+def _check_types(options: dict[str, Any]) -> None:
+    """Each option has the type of its default (ints for floats are fine); one-line errors."""
+    defaults = _defaults()
+    for name, value in options.items():
+        if name not in defaults:
+            continue
+        default = defaults[name]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            kind = {"bool": "a bool", "int": "an int", "float": "a number"}.get(
+                type(default).__name__, f"a {type(default).__name__}"
+            )
+            raise ValueError(f"option {name}={value!r} must be {kind}")
+
+
 def _check_mode(mode: str) -> None:
     if mode != "eval":
         raise ValueError(f"mode={mode!r}: samurai runs inference only, use mode='eval'")
@@ -103,7 +140,7 @@ def _set_decoder(model: Sam2Model, decoder: dict[str, Any]) -> None:
     head = model.sam_mask_decoder
     assert isinstance(head, MaskDecoder)
     for name, value in decoder.items():
-        setattr(head, name, bool(value) if name == DECODER_OPTIONS[0] else float(value))
+        setattr(head, name, value)
 
 
 def build_sam2(
@@ -133,6 +170,7 @@ def build_sam2(
     dev = check_device(device)
     variant, _, checkpoint = _resolve(config_file, ckpt_path, overrides)
     options = _merge(parse_hydra_overrides(hydra_overrides_extra), overrides)
+    _check_types(options)
     decoder = _decoder_options(options, apply_postprocessing)
     extra = set(options) - {"image_size"}
     if extra - override_names():
@@ -182,6 +220,7 @@ def build_sam2_video_predictor(
         logger.info("vos_optimized=True: samurai runs the same code (no compilation)")
     variant, official, checkpoint = _resolve(config_file, ckpt_path, overrides)
     options = _merge(parse_hydra_overrides(hydra_overrides_extra), overrides)
+    _check_types(options)
     offload = bool(options.pop("offload_state_to_cpu", False))
     decoder = _decoder_options(options, apply_postprocessing)
     if not apply_postprocessing:
