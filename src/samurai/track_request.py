@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from samurai.io.sinks import ALL_OUTPUTS
+from samurai.io.sinks import ALL_OUTPUTS, marked_path
 
 __all__ = [
     "DTYPES",
@@ -24,10 +25,13 @@ __all__ = [
     "ObjectPrompt",
     "check_device",
     "check_dtype",
+    "check_output_names",
     "check_save",
     "ensure_writable_folder",
     "fit_prompt",
+    "new_folders",
     "object_prompts",
+    "remove_empty_folders",
     "validate_prompts",
 ]
 
@@ -188,3 +192,65 @@ def ensure_writable_folder(path: Path) -> Path:
     except OSError as exc:
         raise OSError(f"output folder {path} is not writable: {exc.strerror or exc}") from exc
     return path
+
+
+def new_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: what a failed run created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+_FRAME_PNG = re.compile(r"^\d+\.png$")
+
+
+def check_output_names(
+    out_dir: Path,
+    save: Collection[str],
+    num_objects: int,
+    *,
+    overlay_path: str | Path | None = None,
+) -> None:
+    """Refuse output names taken by something a run must not replace, before any model work.
+
+    Raises:
+        IsADirectoryError: a file output's name (final, ``.partial`` or ``.incomplete``) is a
+            folder, e.g. ``boxes_1.txt/``.
+        FileExistsError: the masks folder's name is a folder holding more than frame PNGs.
+    """
+    files = []
+    if "overlay" in save:
+        files.append(Path(overlay_path) if overlay_path else out_dir / "overlay.mp4")
+    if "boxes" in save:
+        files += [out_dir / f"boxes_{i}.txt" for i in range(1, num_objects + 1)]
+    if "rle" in save:
+        files.append(out_dir / "masks.json")
+    if "scores" in save:
+        files.append(out_dir / "scores.csv")
+    for final in files:
+        for path in (final, marked_path(final, "partial"), marked_path(final, "incomplete")):
+            if path.is_dir():
+                raise IsADirectoryError(f"output {path} is a folder; move it or choose --out")
+    if "masks" in save:
+        final = out_dir / "masks"
+        for path in (final, marked_path(final, "partial"), marked_path(final, "incomplete")):
+            try:
+                names = [c.name for c in path.iterdir()] if path.is_dir() else []
+            except OSError:
+                names = []  # unreadable: the sink's own error names it
+            if not all(_FRAME_PNG.match(name) for name in names):
+                raise FileExistsError(
+                    f"{path} holds files other than frame PNGs; move it or choose --out"
+                )

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from samurai.commands import (
@@ -19,12 +24,23 @@ from samurai.config import resolve_variant
 from samurai.io.frames import FrameSourceSpec, open_source
 from samurai.io.outputs import ALL_OUTPUTS
 
-__all__ = ["parse_box", "parse_box_file", "parse_points", "register", "run"]
+__all__ = [
+    "Interrupted",
+    "StopSignals",
+    "parse_box",
+    "parse_box_file",
+    "parse_points",
+    "register",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
 _SEPARATORS = re.compile(r"[,\s]+")
 _DEFAULT_SAVE = "overlay,boxes,rle,scores"
+_MAX_IMAGE_SIZE = 4096
+# Ctrl-C, `docker stop` / systemd, a closed terminal: exit codes 130, 143, 129 (128 + signal)
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 _EPILOG = """\
 outputs (in --out, default ./samurai_out/<video name>):
@@ -33,7 +49,10 @@ outputs (in --out, default ./samurai_out/<video name>):
   masks/          one PNG per frame, pixel value = object id (0 = background)
   masks.json      COCO RLE of every object on every frame, with scores
   scores.csv      frame,object,iou,object_score,present
-Files being written are named *.partial.*; an interrupted run leaves *.incomplete.*.
+Files being written are named *.partial.*. Ctrl-C, SIGTERM (docker stop, systemd) or SIGHUP
+finish the frame in hand and leave *.incomplete.* files with every complete frame (exit 130,
+143, 129); so does a failure such as a full disk (exit 2). Nothing gets its final name unless
+the run completes.
 
 examples:
   samurai track clip.mp4 --box 300,0,220,400
@@ -123,21 +142,41 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("nothing to track: give --box X,Y,W,H, --box-file or --points/--labels")
     save = _parse_save(args.save)
     resolve_variant(args.model)
-    if args.max_frames is not None and args.max_frames < 0:
-        raise ValueError(f"--max-frames must be >= 0, got {args.max_frames}")
-    if args.start_frame < 0:
-        raise ValueError(f"--start-frame must be >= 0, got {args.start_frame}")
+    _check_numbers(args)
 
     # Cheap checks first: a bad box or folder should not wait for a model download.
-    from samurai.manager import default_output_dir, ensure_writable_folder, validate_prompts
+    from samurai.manager import default_output_dir
+    from samurai.track_request import new_folders, remove_empty_folders
 
-    spec = _video_spec(args.video)
-    source = open_source(spec)
+    out_dir = Path(args.out) if args.out else default_output_dir(args.video)
+    created = new_folders(out_dir)
+    with StopSignals() as signals:
+        try:
+            return _track(args, boxes, points, labels, save, out_dir, signals)
+        except Interrupted as exc:
+            _say(f"interrupted by {exc.name}; complete frames are kept as *.incomplete")
+            return exc.exit_code
+        finally:
+            remove_empty_folders(created)  # a run that wrote nothing leaves no folder
+
+
+def _track(
+    args: argparse.Namespace,
+    boxes: list[list[float]],
+    points: list[list[float]] | None,
+    labels: list[int] | None,
+    save: list[str],
+    out_dir: Path,
+    signals: StopSignals,
+) -> int:
+    from samurai.manager import ensure_writable_folder, validate_prompts
+    from samurai.track_request import check_output_names
+
+    source = open_source(_video_spec(args.video))
     try:
         validate_prompts(boxes, points, labels, width=source.width, height=source.height)
-        out_dir = ensure_writable_folder(
-            Path(args.out) if args.out else default_output_dir(args.video)
-        )
+        check_output_names(out_dir, save, max(len(boxes), 1))
+        ensure_writable_folder(out_dir)
         overrides = {} if args.fill_hole_area is None else {"fill_hole_area": args.fill_hole_area}
         manager = manager_from_args(args, **overrides)
         logger.info(
@@ -150,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             manager.variant,
             "" if args.samurai else " (plain SAM 2)",
         )
+        signals.defer()  # from here a signal ends tracking after the frame in hand
         with ProgressBar(quiet=args.quiet) as bar:
             summary = manager.process_video(
                 source,
@@ -162,16 +202,46 @@ def run(args: argparse.Namespace) -> int:
                 start_frame=args.start_frame,
                 max_frames=args.max_frames,
                 progress=bar,
+                should_stop=signals.requested,
             )
     finally:
         source.close()
+    if summary.complete:
+        head = f"tracked {summary.num_frames} frames"
+    else:
+        head = f"stopped after {summary.num_frames} frames (incomplete)"
     lines = [
-        f"tracked {summary.num_frames} frames, {len(summary.obj_ids)} object(s), "
-        f"{summary.fps:.2f} frames/s; outputs in {out_dir}:"
+        f"{head}, {len(summary.obj_ids)} object(s), {summary.fps:.2f} frames/s; "
+        f"outputs in {out_dir}:"
     ]
     lines += [f"  {name:<9} {path}" for name, path in summary.outputs.items()]
     sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    if summary.complete or signals.received is None:
+        return 0
+    name = signals.received.name
+    _say(f"interrupted by {name} after {summary.num_frames} frames; outputs kept as *.incomplete")
+    return 128 + int(signals.received)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Range of every numeric option, as one-line errors."""
+    if args.max_frames is not None and args.max_frames < 0:
+        raise ValueError(f"--max-frames must be >= 0, got {args.max_frames}")
+    if args.start_frame < 0:
+        raise ValueError(f"--start-frame must be >= 0, got {args.start_frame}")
+    if args.fill_hole_area is not None and args.fill_hole_area < 0:
+        raise ValueError(f"--fill-hole-area must be >= 0 (0 = off), got {args.fill_hole_area}")
+    if args.image_size is not None and not 32 <= args.image_size <= _MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"--image-size must be a multiple of 32 from 32 to {_MAX_IMAGE_SIZE}, "
+            f"got {args.image_size}"
+        )
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError):  # stderr may be gone after SIGHUP
+        sys.stderr.write(f"samurai: {message}\n")
+        sys.stderr.flush()
 
 
 def _video_spec(text: str) -> FrameSourceSpec:
@@ -182,8 +252,11 @@ def _video_spec(text: str) -> FrameSourceSpec:
 
 
 def _numbers(text: str) -> list[float]:
-    parts = [p for p in _SEPARATORS.split(text.strip()) if p]
-    return [float(p) for p in parts]
+    """Finite numbers separated by commas or spaces (ValueError for anything else)."""
+    numbers = [float(p) for p in _SEPARATORS.split(text.strip()) if p]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"not finite: {text!r}")
+    return numbers
 
 
 def parse_box(text: str, *, what: str = "--box") -> list[float]:
@@ -251,3 +324,54 @@ def _parse_save(text: str) -> list[str]:
             f"{','.join(sorted(ALL_OUTPUTS))} or all"
         )
     return items
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal that ends the command at once (``exit_code`` = 128 + signal number)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP handled alike while ``samurai track`` runs (main thread only).
+
+    Until `defer` a signal raises `Interrupted` at once (no output written yet). After it, the
+    first signal only sets `received`, which `requested` reports to the manager: the frame in
+    hand is finished and the outputs are closed as ``*.incomplete``. A second signal raises at
+    once. The previous handlers are put back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._deferred = False
+        self._previous: dict[int, Any] = {}
+
+    def defer(self) -> None:
+        self._deferred = True
+
+    def requested(self) -> bool:
+        return self.received is not None
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in _STOP_SIGNALS:
+                signum = getattr(signal, name, None)
+                # an ignored signal stays ignored (nohup, a background job's SIGINT)
+                if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self._deferred or self.received is not None:
+            raise Interrupted(signum)
+        self.received = signal.Signals(signum)
+        logger.warning("%s: finishing the frame in hand, then stopping", self.received.name)

@@ -5,8 +5,14 @@ then ``close(complete)``. Nothing half-written carries a final name: each output
 ``<stem>.partial<suffix>`` (``boxes_1.partial.txt``, ``overlay.partial.mp4``, ``masks.partial/``)
 and renamed on ``close(complete=True)`` to its final name (``boxes_1.txt``), or on
 ``close(complete=False)`` (Ctrl-C, an error) to ``<stem>.incomplete<suffix>``, which keeps what
-was written. A ``.partial`` name left behind means the process died. The marker goes before the
-suffix so players and JSON readers still open incomplete files. Opening a sink removes that
+was written. A ``.partial`` name left behind means the process died; its text outputs still hold
+every complete frame, as they are written unbuffered frame by frame. The marker goes before the
+suffix so players and JSON readers still open incomplete files.
+
+A frame is complete when every sink of a `MultiSink` has it: when one fails on a frame (disk full),
+the others take that frame back, so all outputs end on the same frame (the overlay video, which
+cannot take a frame back, may hold one more). Write failures are one-line `OutputError`s. Nothing
+gets its final name unless every output of the run could be finished. Opening a sink removes that
 output's final, partial and incomplete files of an earlier run (for box files: when their
 object first appears).
 
@@ -15,16 +21,17 @@ Frames are ``(H, W, 3)`` uint8 RGB (only `OverlayVideoSink` needs them; the othe
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import Literal, Protocol
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -34,7 +41,7 @@ from samurai.io import rle
 from samurai.io.draw import DEFAULT_COLORS, draw_result
 from samurai.io.frames import Frame, FrameSource
 from samurai.io.outputs import ALL_OUTPUTS
-from samurai.io.staging import Staged, marked_path
+from samurai.io.staging import OutputError, Staged, TextOutput, marked_path, writing
 from samurai.io.video_writer import VideoWriter
 from samurai.tracking.results import FrameResult
 
@@ -45,6 +52,7 @@ __all__ = [
     "BoxesSink",
     "MaskPngSink",
     "MultiSink",
+    "OutputError",
     "OverlayVideoSink",
     "ResultSink",
     "RleJsonSink",
@@ -141,20 +149,57 @@ class OverlayVideoSink:
 
     def open(self, video_info: VideoInfo) -> None:
         fps = self.fps or video_info.fps or 30.0
-        self._writer = VideoWriter(self._staged.start(), fps)
+        path = self._staged.start()
+        with _writing_video(path):
+            self._writer = VideoWriter(path, fps)
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         if self._writer is None:
             raise ValueError("OverlayVideoSink.write before open")
         if frame is None:
             raise ValueError("OverlayVideoSink needs the frame")
-        self._writer.write(draw_result(frame, result, colors=self.colors, alpha=self.alpha))
+        image = draw_result(frame, result, colors=self.colors, alpha=self.alpha)
+        with _writing_video(self._staged.partial):
+            self._writer.write(image)
+
+    def finish_writing(self) -> None:
+        """Flush the encoder and write the file's index (may fail: disk full)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            with _writing_video(self._staged.partial):
+                writer.close()
 
     def close(self, complete: bool) -> None:
+        if self._writer is None and not self._staged.partial.exists():
+            return
+        try:
+            self.finish_writing()
+        except OutputError:
+            if complete:
+                self._staged.finish(False)
+                raise
+        if not complete and self._staged.partial.stat().st_size == 0:
+            self._staged.discard()  # nothing reached the file (disk full): no empty video
+            return
+        self._staged.finish(complete)
+
+    def discard(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            with contextlib.suppress(Exception):
+                self._writer.close()
             self._writer = None
-            self._staged.finish(complete)
+        self._staged.discard()
+
+
+@contextlib.contextmanager
+def _writing_video(path: Path) -> Iterator[None]:
+    """PyAV's failures (disk full, ...) as one-line `OutputError`s."""
+    try:
+        with writing(path):
+            yield
+    except av.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise OutputError(f"cannot write {path}: {reason}") from exc
 
 
 class BoxesSink:
@@ -184,13 +229,17 @@ class BoxesSink:
         if absent_box == "predicted" and not image_size:
             raise ValueError("absent_box='predicted' needs the model's image_size")
         self.folder, self.absent_box, self.image_size = Path(folder), absent_box, image_size
-        self._files: dict[int, tuple[Staged, IO[str]]] = {}
+        self._files: dict[int, TextOutput] = {}
         self._last: dict[int, str] = {}
         self._next_frame = 0
         self._size: tuple[int, int] | None = None
+        self._undo: list[TextOutput] = []
+        self._created: list[int] = []
+        self._undo_state: tuple[int, dict[int, str]] = (0, {})
 
     def open(self, video_info: VideoInfo) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with writing(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._size = (video_info.height, video_info.width)
         self._next_frame = 0
 
@@ -202,42 +251,73 @@ class BoxesSink:
                 f"BoxesSink needs increasing frames: got {result.frame_idx} after "
                 f"{self._next_frame - 1}"
             )
-        for _ in range(self._next_frame, result.frame_idx):
-            for obj_id in self._files:
-                self._line(obj_id, self._absent(obj_id, None))
+        gap = result.frame_idx - self._next_frame
+        lines: dict[int, list[str]] = {
+            obj_id: [self._absent(obj_id, None)] * gap for obj_id in self._files
+        }
         masks = _masks(result)
         boxes = result.boxes_xyxy().tolist()
-        seen = set()
+        last = dict(self._last)
         for i, obj in enumerate(result.objects):
-            if obj.obj_id not in self._files:
-                self._add(obj.obj_id, result.frame_idx)
+            if obj.obj_id not in lines:  # appears now: absent lines for the frames before
+                lines[obj.obj_id] = ["0,0,0,0"] * result.frame_idx
             if obj.present and masks[i].any():
                 x1, y1, x2, y2 = boxes[i]
-                self._last[obj.obj_id] = f"{x1},{y1},{x2 - x1},{y2 - y1}"
-                self._line(obj.obj_id, self._last[obj.obj_id])
+                last[obj.obj_id] = f"{x1},{y1},{x2 - x1},{y2 - y1}"
+                lines[obj.obj_id].append(last[obj.obj_id])
             else:
-                self._line(obj.obj_id, self._absent(obj.obj_id, obj.kf_box_xyxy))
-            seen.add(obj.obj_id)
-        for obj_id in self._files.keys() - seen:
-            self._line(obj_id, self._absent(obj_id, None))
-        self._next_frame = result.frame_idx + 1
+                lines[obj.obj_id].append(self._absent(obj.obj_id, obj.kf_box_xyxy))
+        for obj_id in self._files.keys() - {obj.obj_id for obj in result.objects}:
+            lines[obj_id].append(self._absent(obj_id, None))
+        self._append_frame(lines)
+        self._undo_state = (self._next_frame, self._last)
+        self._last, self._next_frame = last, result.frame_idx + 1
+
+    def undo(self) -> None:
+        """Take the last frame back out of every box file."""
+        for output in self._undo:
+            output.undo()
+        for obj_id in self._created:  # no complete frame of these objects: no file
+            self._files.pop(obj_id).discard()
+        self._undo, self._created = [], []
+        self._next_frame, self._last = self._undo_state
 
     def close(self, complete: bool) -> None:
-        for staged, file in self._files.values():
-            file.close()
-            staged.finish(complete)
+        error: OutputError | None = None
+        for output in self._files.values():
+            try:
+                output.finish(complete)
+            except OutputError as exc:
+                error = error or exc
         self._files.clear()
         self._last.clear()
         self._size = None
+        if error is not None:
+            raise error
 
-    def _add(self, obj_id: int, frame_idx: int) -> None:
-        staged = Staged(self.folder / f"boxes_{obj_id}.txt")
-        file = open(staged.start(), "w", encoding="ascii", newline="\n")  # noqa: SIM115
-        self._files[obj_id] = (staged, file)
-        file.write("0,0,0,0\n" * frame_idx)
+    def discard(self) -> None:
+        for output in self._files.values():
+            output.discard()
+        self._files.clear()
 
-    def _line(self, obj_id: int, text: str) -> None:
-        self._files[obj_id][1].write(text + "\n")
+    def _append_frame(self, lines: dict[int, list[str]]) -> None:
+        done: list[TextOutput] = []
+        created: list[int] = []
+        try:
+            for obj_id, texts in lines.items():
+                if obj_id not in self._files:
+                    self._files[obj_id] = TextOutput(self.folder / f"boxes_{obj_id}.txt")
+                    created.append(obj_id)
+                    self._files[obj_id].start()
+                self._files[obj_id].append("".join(text + "\n" for text in texts))
+                done.append(self._files[obj_id])
+        except BaseException:
+            for output in done:
+                output.undo()
+            for obj_id in created:  # no complete frame of this object: no file
+                self._files.pop(obj_id).discard()
+            raise
+        self._undo, self._created = done, created
 
     def _absent(self, obj_id: int, kf_box: NDArray[np.float64] | None) -> str:
         if self.absent_box == "zero":
@@ -269,10 +349,13 @@ class MaskPngSink:
         self._staged = Staged(Path(folder), folder=True)
         self._dir: Path | None = None
         self._dtype: type[np.uint8] | type[np.uint16] = np.uint8
+        self._last: Path | None = None
 
     def open(self, video_info: VideoInfo) -> None:
-        self._dir = self._staged.start()
-        self._dir.mkdir()
+        path = self._staged.start()
+        with writing(path):
+            path.mkdir()
+        self._dir = path
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         if self._dir is None:
@@ -287,13 +370,33 @@ class MaskPngSink:
         for obj_id, mask in zip(ids, masks, strict=True):
             labels[mask] = obj_id
         path = self._dir / f"{result.frame_idx:05d}.png"
-        if not cv2.imwrite(str(path), labels, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"cannot write {path}")
+        encoded, data = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not encoded:
+            raise ValueError(f"cannot encode the mask of frame {result.frame_idx} as PNG")
+        try:
+            with writing(path), open(path, "wb") as file:
+                file.write(data.tobytes())
+        except OutputError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._last = path
+
+    def undo(self) -> None:
+        """Remove the last frame's PNG."""
+        if self._last is not None:
+            with contextlib.suppress(OSError):
+                self._last.unlink()
+            self._last = None
 
     def close(self, complete: bool) -> None:
         if self._dir is not None:
             self._dir = None
             self._staged.finish(complete)
+
+    def discard(self) -> None:
+        self._dir = None
+        self._staged.discard()
 
 
 class RleJsonSink:
@@ -307,24 +410,25 @@ class RleJsonSink:
         ...
         ], "complete": true}
 
-    ``score`` is the object-score logit; ``complete`` is false in a ``.incomplete`` file.
+    ``score`` is the object-score logit; ``complete`` is false in a ``.incomplete`` file. The
+    ``.partial`` file is valid JSON after every frame (``"complete": false``).
     """
 
     def __init__(self, path: str | Path) -> None:
-        self._staged = Staged(Path(path))
-        self._file: IO[str] | None = None
+        self._output = TextOutput(Path(path), tail=_json_tail)
+        self._open = False
         self._size = (0, 0)
         self._frames = 0
 
     def open(self, video_info: VideoInfo) -> None:
-        self._file = open(self._staged.start(), "w", encoding="utf-8")  # noqa: SIM115
+        head = {"video": video_info.name, "height": video_info.height, "width": video_info.width}
+        self._output.start(json.dumps(head)[:-1] + ', "frames": [\n')
+        self._open = True
         self._size = (video_info.height, video_info.width)
         self._frames = 0
-        head = {"video": video_info.name, "height": video_info.height, "width": video_info.width}
-        self._file.write(json.dumps(head)[:-1] + ', "frames": [\n')
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
-        if self._file is None:
+        if not self._open:
             raise ValueError("RleJsonSink.write before open")
         if tuple(result.video_size) != self._size:
             raise ValueError(f"result size {result.video_size} is not the video's {self._size}")
@@ -339,15 +443,25 @@ class RleJsonSink:
             for obj, mask in zip(result.objects, _masks(result), strict=True)
         ]
         entry = json.dumps({"frame": result.frame_idx, "objects": objects})
-        self._file.write(("" if self._frames == 0 else ",\n") + entry)
+        self._output.append(("" if self._frames == 0 else ",\n") + entry)
         self._frames += 1
 
+    def undo(self) -> None:
+        self._output.undo()
+        self._frames = max(self._frames - 1, 0)
+
     def close(self, complete: bool) -> None:
-        if self._file is not None:
-            self._file.write(f'\n], "complete": {json.dumps(complete)}}}\n')
-            self._file.close()
-            self._file = None
-            self._staged.finish(complete)
+        if self._open:
+            self._open = False
+            self._output.finish(complete)
+
+    def discard(self) -> None:
+        self._open = False
+        self._output.discard()
+
+
+def _json_tail(complete: bool) -> str:
+    return f'\n], "complete": {json.dumps(complete)}}}\n'
 
 
 class ScoresCsvSink:
@@ -359,31 +473,44 @@ class ScoresCsvSink:
     COLUMNS = ("frame", "object", "iou", "object_score", "present")
 
     def __init__(self, path: str | Path) -> None:
-        self._staged = Staged(Path(path))
-        self._file: IO[str] | None = None
-        self._csv: csv.DictWriter[str] | None = None
+        self._output = TextOutput(Path(path))
+        self._open = False
 
     def open(self, video_info: VideoInfo) -> None:
-        self._file = open(self._staged.start(), "w", encoding="ascii", newline="")  # noqa: SIM115
-        self._csv = csv.DictWriter(self._file, self.COLUMNS, lineterminator="\n")
-        self._csv.writeheader()
+        self._output.start(",".join(self.COLUMNS) + "\n")
+        self._open = True
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
-        if self._csv is None:
+        if not self._open:
             raise ValueError("ScoresCsvSink.write before open")
-        for obj in result.objects:
-            row = (result.frame_idx, obj.obj_id, float(obj.iou), float(obj.object_score_logit))
-            self._csv.writerow(dict(zip(self.COLUMNS, (*row, int(obj.present)), strict=True)))
+        rows = [
+            f"{result.frame_idx},{obj.obj_id},{float(obj.iou)!r},"
+            f"{float(obj.object_score_logit)!r},{int(obj.present)}\n"
+            for obj in result.objects
+        ]
+        self._output.append("".join(rows))
+
+    def undo(self) -> None:
+        self._output.undo()
 
     def close(self, complete: bool) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file, self._csv = None, None
-            self._staged.finish(complete)
+        if self._open:
+            self._open = False
+            self._output.finish(complete)
+
+    def discard(self) -> None:
+        self._open = False
+        self._output.discard()
 
 
 class MultiSink:
-    """Several sinks as one; masks are upsampled once per frame for all of them."""
+    """Several sinks as one; masks are upsampled once per frame for all of them.
+
+    A frame one sink fails to write is taken back out of the sinks that wrote it (their
+    ``undo()``, where they have one), so every output ends on the last complete frame. Closing
+    as complete first finishes every sink's writing (``finish_writing()``: the overlay's index)
+    and renames only when all succeeded; otherwise all are closed as incomplete.
+    """
 
     def __init__(self, sinks: Iterable[ResultSink]) -> None:
         self.sinks = list(sinks)
@@ -394,22 +521,53 @@ class MultiSink:
                 sink.open(video_info)
             except BaseException:
                 for opened in self.sinks[:i]:
-                    opened.close(complete=False)
+                    with contextlib.suppress(Exception):
+                        opened.close(complete=False)
                 raise
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         shared = _share_masks(result)
-        for sink in self.sinks:
-            sink.write(frame, shared)
+        for i, sink in enumerate(self.sinks):
+            try:
+                sink.write(frame, shared)
+            except BaseException:
+                for written in self.sinks[:i]:
+                    undo = getattr(written, "undo", None)
+                    if undo is not None:
+                        undo()
+                raise
 
     def close(self, complete: bool) -> None:
-        """Close every sink, even when one fails; the first error is raised afterwards."""
+        """Close every sink, even when one fails; the first error is raised afterwards.
+
+        ``complete=True`` gives final names only if every sink could finish writing.
+        """
+        if complete:
+            try:
+                for sink in self.sinks:
+                    finish = getattr(sink, "finish_writing", None)
+                    if finish is not None:
+                        finish()
+            except Exception:
+                self._close_all(complete=False)
+                raise
+        self._close_all(complete)
+
+    def discard(self) -> None:
+        """Remove every output (a run that completed no frame); sinks without ``discard()`` are
+        closed as incomplete."""
+        for sink in self.sinks:
+            discard = getattr(sink, "discard", None)
+            with contextlib.suppress(Exception):
+                discard() if discard is not None else sink.close(complete=False)
+
+    def _close_all(self, complete: bool) -> None:
         error: BaseException | None = None
         for sink in self.sinks:
             try:
                 sink.close(complete)
             except Exception as exc:
-                logger.exception("closing %s failed", type(sink).__name__)
+                logger.debug("closing %s failed", type(sink).__name__, exc_info=True)
                 error = error or exc
         if error is not None:
             raise error

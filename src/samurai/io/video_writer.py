@@ -104,8 +104,6 @@ class VideoWriter:
         finally:
             self._container.close()
             self._container = None  # type: ignore[assignment]
-        if self.frames_written == 0:
-            logger.warning("%s: no frames were written", self.path)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -151,4 +149,6 @@ def write_video(
     with VideoWriter(path, fps, codec=codec, options=options) as writer:
         for frame in frames:
             writer.write(frame)
+    if writer.frames_written == 0:
+        logger.warning("%s: no frames were written", writer.path)
     return writer.frames_written
