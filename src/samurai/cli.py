@@ -1,4 +1,5 @@
-"""The ``samurai`` command: ``track``, ``download``, ``models``, ``eval``, ``serve``, ``bench``.
+"""The ``samurai`` command: ``track``, ``download``, ``models``, ``eval``, ``batch``, ``serve``,
+``bench``.
 
 Each subcommand lives in ``samurai/commands/<module>.py`` and registers itself (see
 `samurai.commands`); this file only assembles the parser and runs the chosen handler. Only the
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("download", "download official checkpoints into the cache"),
     "models": ("download", "list model variants, checkpoint sizes and whether they are cached"),
     "eval": ("eval", "track a benchmark (LaSOT, GOT-10k, ...) and report its metrics"),
+    "batch": ("batch", "track every video of a manifest, resumably, on local workers or Ray"),
     "serve": ("serve", "run the tracking web service (HTTP API + web page)"),
     "bench": ("bench", "measure tracking speed by component, FLOPs and achieved GFLOP/s"),
 }

@@ -214,6 +214,39 @@ class InferenceManager:
         out = default_output_dir(video_path) if output_dir is None else Path(output_dir)
         return self.process_video(video_path, boxes=bboxes, output_dir=out)
 
+    def process_batch(
+        self,
+        manifest: str | Path | Sequence[Any],
+        output_dir: str | Path,
+        *,
+        save: Collection[str] = DEFAULT_SAVE,
+        absent_box: AbsentBox = "zero",
+        progress: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Track every video of a manifest into ``<output_dir>/<id>/``, resumably, with this
+        model in this process (as ``samurai batch``; several workers or a Ray cluster:
+        `samurai.batch.run_batch`).
+
+        Args:
+            manifest: a JSONL / CSV manifest path, or `samurai.batch.BatchJob`s.
+            output_dir: one folder per job plus the journal ``batch.jsonl``.
+            save: default outputs (a manifest line may set its own).
+            absent_box: default box line of frames where an object is absent.
+            progress: called with a `samurai.batch.BatchProgress` after each job.
+
+        Returns:
+            A `samurai.batch.BatchSummary`: jobs done, failed (with reasons), skipped.
+        """
+        from samurai.batch import BatchConfig, JobOptions, load_manifest, run_batch
+
+        if isinstance(manifest, (str, Path)):
+            options = JobOptions(save=tuple(save), absent_box=absent_box)
+            jobs = load_manifest(manifest, options)
+        else:
+            jobs = list(manifest)
+        config = BatchConfig(out=Path(output_dir))
+        return run_batch(jobs, config, progress=progress, manager=self)
+
     # ----------------------------------------------------------------------------- main call
     def process_video(
         self,

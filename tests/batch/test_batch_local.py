@@ -1,0 +1,154 @@
+"""``samurai batch`` on this machine: manifests, outputs equal to ``samurai track``, resuming,
+the summary and exit codes, and `InferenceManager.process_batch`.
+
+Real subprocesses (a pool of worker processes), image size 256, 2-3 frame videos.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from batch.helpers import journal, run_cli, tree
+from samurai.batch import JobOptions, load_manifest
+from samurai.manager import InferenceManager
+
+SIZE = ["--image-size", "256"]
+
+
+@pytest.fixture(scope="module")
+def pool_run(tmp_path_factory: pytest.TempPathFactory, videos: Path, seeded_checkpoint: Path):
+    """The manifest tracked by two worker processes (the reference of the other batch tests)."""
+    out = tmp_path_factory.mktemp("pool") / "out"
+    args = ["batch", videos / "manifest.jsonl", "--out", out, "--workers", "2", "--threads", "1"]
+    proc = run_cli(*args, "--checkpoint", seeded_checkpoint, *SIZE)
+    assert proc.returncode == 0, proc.stderr
+    return proc, out
+
+
+# ------------------------------------------------------------------------------- manifests
+def test_jsonl_and_csv_manifests_give_the_same_jobs(videos: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_text(
+        "video,id,box,save,max_frames\n"
+        f'{videos / "a.mp4"},,"20,25,36,30",,\n'
+        f"{videos / 'b.mp4'},,21 25 36 30;0 0 20 20,all,\n"
+        f'{videos / "c"},frames_c,"22,25,36,30",,1\n'
+    )
+    assert load_manifest(csv) == load_manifest(videos / "manifest.jsonl")
+    jobs = load_manifest(csv, JobOptions(save=("boxes",)))
+    assert [j.job_id for j in jobs] == ["a", "b", "frames_c"]
+    assert jobs[0].options.save == ("boxes",)  # the batch default
+    assert len(jobs[1].options.save) == 5 and len(jobs[1].boxes) == 2  # the line's own
+    assert jobs[2].options.max_frames == 1 and jobs[2].video == str(videos / "c")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"video": "a.mp4"}', "nothing to track"),
+        ('{"box": "1,2,3,4"}', "'video'"),
+        ('{"video": "a.mp4", "box": "1,2,3"}', "malformed box"),
+        ('{"video": "a.mp4", "box": "1,2,3,4", "colour": 1}', "unknown key 'colour'"),
+        ('{"video": "a.mp4", "box": "1,2,3,4", "save": "gif"}', "unknown save gif"),
+        ('{"video": "a.mp4", "box": "1,2,3,4", "max_frames": -1}', "max_frames must be >= 0"),
+        ('{"video": "a.mp4", "box": "1,2,3,4", "id": "../x"}', "not a plain folder name"),
+        ('{"video": "a.mp4", "box": "1,2,3,4"', "not JSON"),
+        (
+            '{"video": "a.mp4", "box": "1,2,3,4"}\n{"video": "x/a.mp4", "box": "1,2,3,4"}',
+            "also on line 2",
+        ),
+    ],
+)
+def test_a_bad_manifest_is_refused_with_its_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text("# a comment\n" + line + "\n")
+    with pytest.raises(ValueError, match=rf"m\.jsonl:[23]: .*{message}") as info:
+        load_manifest(path)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_refuses_a_bad_manifest_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text('path,box\nclip.mp4,"1,2,3,4"\n')
+    proc = run_cli("batch", path, "--out", tmp_path / "out", "--random-weights")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("samurai: error: ")
+    assert "no 'video' column" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------- outputs
+def test_each_job_has_what_samurai_track_writes(
+    pool_run, videos: Path, seeded_checkpoint: Path, tmp_path: Path
+) -> None:
+    proc, out = pool_run
+    assert "3 done, 0 failed, 0 skipped" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "batch.jsonl", "frames_c"]
+    # job b (two objects, every output) is byte for byte what samurai track writes
+    single = tmp_path / "track"
+    args = ["track", videos / "b.mp4", "--box", "21,25,36,30", "--box", "0,0,20,20", "--save"]
+    proc = run_cli(*args, "all", "--out", single, "--checkpoint", seeded_checkpoint, *SIZE)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(out / "b") == tree(single)
+    assert len(list((out / "b" / "masks").iterdir())) == 3
+    assert len((out / "frames_c" / "boxes_1.txt").read_text().splitlines()) == 2  # max_frames 1
+    records = journal(out)
+    assert records[0]["run"]["image_size"] == 256
+    assert sorted(r["job"] for r in records[1:]) == ["a", "b", "frames_c"]
+    assert all(r["status"] == "done" for r in records[1:])
+
+
+def test_a_rerun_skips_finished_jobs_and_redoes_the_others(
+    pool_run, videos: Path, seeded_checkpoint: Path, tmp_path: Path
+) -> None:
+    _, reference = pool_run
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    before = {p: p.stat().st_mtime_ns for p in (out / "b").rglob("*")}
+    # job a was cut short: its outputs are .partial; a new job's video does not exist
+    for name in ("boxes_1.txt", "masks.json"):
+        path = out / "a" / name
+        path.rename(path.with_name(name.replace(".", ".partial.")))
+    manifest = tmp_path / "m.jsonl"
+    lines = (videos / "manifest.jsonl").read_text()
+    manifest.write_text(lines + json.dumps({"video": "gone.mp4", "box": "1,1,5,5"}) + "\n")
+    manifest = manifest.rename(videos / "m_more.jsonl")  # relative paths: the videos' folder
+    args = ["batch", manifest, "--out", out, "--checkpoint", seeded_checkpoint, *SIZE]
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 done, 1 failed, 2 skipped" in proc.stdout
+    assert "failed gone: " in proc.stdout and "gone.mp4" in proc.stdout
+    assert tree(out) == tree(reference)  # a redone, b and frames_c untouched
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "b").rglob("*")}
+    failed = [r for r in journal(out) if r.get("status") == "failed"]
+    assert [r["job"] for r in failed] == ["gone"] and "gone.mp4" in failed[0]["reason"]
+    # a run of other settings into the same folder is refused
+    proc = run_cli("batch", manifest, "--out", out, "--checkpoint", seeded_checkpoint)
+    assert proc.returncode == 2 and "other settings" in proc.stderr
+
+
+def test_inference_manager_process_batch(
+    pool_run, videos: Path, seeded_checkpoint: Path, tmp_path: Path
+) -> None:
+    _, reference = pool_run
+    manager = InferenceManager("sam2.1_hiera_t", seeded_checkpoint, image_size=256)
+    events = []
+    summary = manager.process_batch(videos / "manifest.jsonl", tmp_path, progress=events.append)
+    assert summary.ok and sorted(summary.done) == ["a", "b", "frames_c"]
+    assert tree(tmp_path) == tree(reference)
+    assert [e.finished for e in events] == [1, 2, 3]
+    again = manager.process_batch(videos / "manifest.jsonl", tmp_path)
+    assert again.done == () and sorted(again.skipped) == ["a", "b", "frames_c"]
+
+
+def test_batch_help_and_manifest_errors_do_not_import_torch(tmp_path: Path) -> None:
+    from test_cli_help import probe
+
+    bad = tmp_path / "m.jsonl"
+    bad.write_text('{"video": "a.mp4", "box": "1,2,3"}\n')
+    report = probe(["batch", "--help"], ["batch", str(bad), "--out", str(tmp_path / "o")])
+    assert [(code, torch_loaded) for _, code, torch_loaded in report] == [(0, False), (2, False)]
