@@ -194,6 +194,12 @@ def test_config_attributes_can_be_set(davis: Path) -> None:
         predictor.stable_frames_threshold = 3
     with pytest.raises(ValueError, match="fixed by the model"):
         predictor.num_maskmem = 3
+    with pytest.raises(ValueError, match="fill_hole_area='8' must be int"):
+        predictor.fill_hole_area = "8"
+    with pytest.raises(ValueError, match="must be bool"):
+        predictor.non_overlap_masks = 1
+    predictor.min_obj_score_logits = 0  # an int for a float option is fine
+    assert predictor.min_obj_score_logits == 0
 
 
 def test_object_id_helpers(predictor, davis: Path) -> None:

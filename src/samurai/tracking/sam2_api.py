@@ -108,6 +108,7 @@ class SAM2VideoPredictor(VideoPredictor):
         if name in _OWN or name.startswith("_") or "model" not in self.__dict__:
             object.__setattr__(self, name, value)
         elif name in _TRACKER_FIELDS:
+            self._check_value(name, getattr(self.tracker, name), value)
             self._reconfigure(replace(self.tracker, **{name: value}), self.samurai)
         elif name == "samurai_mode":
             on = self.samurai or SAMURAI_DEFAULTS.get(self.model.config.name, SamuraiConfig())
@@ -115,11 +116,26 @@ class SAM2VideoPredictor(VideoPredictor):
         elif name in _SAMURAI_FIELDS:
             if self.samurai is None:
                 raise ValueError(f"{name} is a SAMURAI option: set samurai_mode = True first")
+            if name != "memory_selection":
+                self._check_value(name, getattr(self.samurai, name), value)
             self._reconfigure(self.tracker, replace(self.samurai, **{name: value}))
         elif name in _MODEL_FIELDS or name in _DERIVED:
             raise ValueError(f"{name} is fixed by the model: build a new predictor to change it")
         else:
             object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _check_value(name: str, current: Any, value: Any) -> None:
+        """``value`` has the type of the option's ``current`` value (an int may be a float)."""
+        if isinstance(current, bool):
+            kind, ok = "bool", isinstance(value, bool)
+        elif isinstance(current, int):
+            kind, ok = "int", isinstance(value, int) and not isinstance(value, bool)
+        else:
+            kind = "a number"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"{name}={value!r} must be {kind}, like {current!r}")
 
     def _reconfigure(self, tracker: TrackerConfig, samurai: SamuraiConfig | None) -> None:
         object.__setattr__(self, "tracker", tracker)
