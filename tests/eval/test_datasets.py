@@ -48,13 +48,15 @@ def test_lasot_reader(make_lasot, tree, tmp_path: Path) -> None:
 
 def test_lasot_missing_files(make_lasot) -> None:
     root = make_lasot({"airplane-1": (np.ones((2, 4)), [0, 0])})
-    with pytest.raises(ValueError, match=r"LaSOT: missing .*airplane-9"):
-        LaSOT(root)  # the test split wants all 280 sequences
+    with pytest.raises(ValueError, match=r"LaSOT: missing 279 of 280 sequence\(s\) .*airplane-9"):
+        LaSOT(root).check()  # the whole test split
     (root / "airplane" / "airplane-1" / "out_of_view.txt").unlink()
     with pytest.raises(ValueError, match=r"missing .*airplane-1/out_of_view.txt"):
-        LaSOT(root, split="all")
+        LaSOT(root, split="all").check()
+    with pytest.raises(ValueError, match=r"LaSOT: missing .*airplane-1/out_of_view.txt"):
+        LaSOT(root, split="all").load("airplane-1")
     with pytest.raises(ValueError, match=r"LaSOT_ext: missing .*atv-1"):
-        LaSOTExt(root)
+        LaSOTExt(root).check()
 
 
 def test_lasot_attributes_from_pytracking_json(make_lasot, tmp_path: Path) -> None:
@@ -110,8 +112,9 @@ def test_otb_reader_special_sequences(tree, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="BlurCar3 misses frame 5"):
         dataset.load("BlurCar3")
     (root / "Empty" / "img").mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"OTB: missing .*Empty/groundtruth_rect.txt"):
-        OTB(root)
+    with pytest.raises(ValueError, match=r"OTB: missing 1 of 6 .*: Empty/groundtruth_rect.txt"):
+        OTB(root).check()
+    OTB(root).check(["Tiger1"])
 
 
 def test_nfs_both_layouts(tree, tmp_path: Path) -> None:
@@ -139,7 +142,8 @@ def test_uav123_reader(tree, tmp_path: Path) -> None:
     tree.write_lines(root / "anno" / "UAV123" / "car1_s.txt", [[1, 2, 3, 4]])
     (root / "data_seq" / "UAV123" / "bird1").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"UAV123: missing .*UAV123/car1_s"):
-        UAV123(root)
+        UAV123(root).check()
+    UAV123(root).check(["uav_bird1_2"])
     (root / "data_seq" / "UAV123" / "car1_s").mkdir(parents=True)
     dataset = UAV123(root)
     assert dataset.sequence_names == ["uav_bird1_2", "uav_car1_s"]
@@ -158,3 +162,26 @@ def test_trackingnet_reader(tree, tmp_path: Path) -> None:
     assert not sequence.has_ground_truth
     with pytest.raises(ValueError, match=r"TrackingNet: missing .*TRAIN_0/anno"):
         TrackingNet(root, chunks=("TRAIN_0",))
+
+
+def test_partial_download_checks_only_the_sequences_that_run(make_lasot, tmp_path: Path) -> None:
+    """A LaSOT download of two test sequences runs them; a missing one is named, all in a line."""
+    root = make_lasot({name: (np.ones((2, 4)), [0, 0]) for name in ("airplane-1", "bird-2")})
+    dataset = LaSOT(root)  # the 280-sequence test split, of which two are present
+    dataset.check(["airplane-1", "bird-2"])
+    assert len(dataset.load("airplane-1").frames) == 2
+    (root / "bird" / "bird-2" / "groundtruth.txt").unlink()
+    with pytest.raises(ValueError) as error:
+        dataset.check(["airplane-1", "airplane-9", "bird-2", "cat-1"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert message == (
+        f"LaSOT: missing 3 of 4 sequence(s) under {root}: airplane/airplane-9, "
+        "bird/bird-2/groundtruth.txt, cat/cat-1"
+    )
+    with pytest.raises(ValueError, match="unknown sequence 'cow-99'"):
+        dataset.check(["cow-99"])
+    attributes = tmp_path / "att"
+    attributes.mkdir()
+    (attributes / "airplane-1.txt").write_text(",".join(["0"] * 14))
+    LaSOT(root, attributes=attributes).check(["airplane-1"])  # no attribute files for the rest

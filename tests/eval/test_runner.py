@@ -200,8 +200,9 @@ def test_bad_input_gives_one_line_errors(lasot_root: Path, tmp_path: Path):
         open_dataset("vot", lasot_root)
     with pytest.raises(ValueError, match="dataset folder not found"):
         open_dataset("lasot", tmp_path / "missing")
-    with pytest.raises(ValueError, match="missing"):  # the 280-sequence test split is absent
-        open_dataset("lasot", lasot_root)
+    partial = config(lasot_root, tmp_path, split="test", sequences=("cat-1", "cat-3"))
+    with pytest.raises(ValueError, match=r"missing 1 of 2 sequence\(s\) .*: cat/cat-3$"):
+        run_benchmark(partial, predictor=object())  # cat-1 is there, cat-3 is not
     with pytest.raises(ValueError, match="unknown sequence"):
         run_benchmark(config(lasot_root, tmp_path, sequences=("cow-3",)), predictor=object())
     with pytest.raises(ValueError, match="in-process only"):

@@ -1,7 +1,8 @@
 """Readers for the tracking benchmarks' folder layouts (as pytracking's dataset classes read them).
 
-Every reader checks its folder when built and raises a one-line ``ValueError`` naming the first
-missing file or folder; sequences are then loaded lazily with ``load(name)`` or by iterating.
+Every reader checks its root folder when built; ``check(names)`` then checks only the sequences
+that will run (a partial download of a benchmark is fine) and raises one ``ValueError`` line
+naming every missing one. Sequences are loaded lazily with ``load(name)`` or by iterating.
 Sequence names are pytracking's, so result files are interchangeable with published raw results.
 """
 
@@ -121,6 +122,10 @@ class Dataset(Protocol):
 
     def load(self, name: str) -> Sequence: ...
 
+    def check(self, names: Iterable[str] | None = None) -> None:
+        """Raise one ValueError line naming every sequence of ``names`` (None: all) whose files
+        are missing."""
+
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Sequence]: ...
@@ -151,25 +156,38 @@ def _sorted_images(folder: Path) -> tuple[Path, ...]:
     return tuple(images[number] for number in sorted(images))
 
 
-def _load_attributes(spec: AttributeSpec | None, names: Iterable[str]) -> dict[str, frozenset[str]]:
+class _Attributes:
     """Attributes per sequence from a mapping, a pytracking ``*_attributes.json`` file, or a LaSOT
-    toolkit ``annos/att`` folder of ``<seq>.txt`` files holding 14 comma-separated 0/1 flags."""
-    if spec is None:
-        return {}
-    if isinstance(spec, Mapping):
-        return {name: frozenset(values) for name, values in spec.items()}
-    path = Path(spec)
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return {k: frozenset(v) for k, v in data.items() if not k.startswith("att_name")}
-    short_names = list(LASOT_ATTRIBUTES)
-    result = {}
-    for name in names:
-        flags = _read_flags(_require(path / f"{name}.txt", "attributes"))
-        if len(flags) != len(short_names):
-            raise ValueError(f"attributes: {path / name}.txt has {len(flags)} flags, expected 14")
-        result[name] = frozenset(a for a, on in zip(short_names, flags, strict=True) if on)
-    return result
+    toolkit ``annos/att`` folder of ``<seq>.txt`` files holding 14 comma-separated 0/1 flags
+    (read when a sequence is loaded, so only the sequences that run need theirs)."""
+
+    def __init__(self, spec: AttributeSpec | None) -> None:
+        self.folder: Path | None = None
+        self._known: dict[str, frozenset[str]] = {}
+        if spec is None:
+            return
+        if isinstance(spec, Mapping):
+            self._known = {name: frozenset(values) for name, values in spec.items()}
+        elif Path(spec).is_file():
+            data = json.loads(Path(spec).read_text())
+            self._known = {k: frozenset(v) for k, v in data.items() if not k.startswith("att_name")}
+        else:
+            self.folder = _require(Path(spec), "attributes")
+
+    def missing(self, name: str) -> Path | None:
+        """The attribute file ``name`` lacks (folder specs only)."""
+        if self.folder is None or (self.folder / f"{name}.txt").is_file():
+            return None
+        return self.folder / f"{name}.txt"
+
+    def get(self, name: str) -> frozenset[str]:
+        if self.folder is None:
+            return self._known.get(name, frozenset())
+        path = _require(self.folder / f"{name}.txt", "attributes")
+        flags = _read_flags(path)
+        if len(flags) != len(LASOT_ATTRIBUTES):
+            raise ValueError(f"attributes: {path} has {len(flags)} flags, expected 14")
+        return frozenset(a for a, on in zip(LASOT_ATTRIBUTES, flags, strict=True) if on)
 
 
 class _Reader(ABC):
@@ -179,6 +197,9 @@ class _Reader(ABC):
 
     def __init__(self, names: Iterable[str]) -> None:
         self._names = list(names)
+
+    _label = "generic"
+    root: Path
 
     @property
     def sequence_names(self) -> list[str]:
@@ -194,9 +215,41 @@ class _Reader(ABC):
     def load(self, name: str) -> Sequence:
         """One sequence by name, its ground truth read from disk."""
 
+    def check(self, names: Iterable[str] | None = None) -> None:
+        """Raise one ValueError line naming every sequence of ``names`` (None: all) whose files
+        are missing, each as its first missing path relative to the dataset folder."""
+        wanted = self._names if names is None else list(names)
+        for name in wanted:
+            self._check_name(name)
+        missing = [(name, path) for name in wanted if (path := self._missing(name)) is not None]
+        if missing:
+            listed = ", ".join(_relative(path, self.root) for _, path in missing)
+            raise ValueError(
+                f"{self._label}: missing {len(missing)} of {len(wanted)} sequence(s) under "
+                f"{self.root}: {listed}"
+            )
+
+    def _missing(self, name: str) -> Path | None:
+        """The first file or folder sequence ``name`` needs that is absent, else None."""
+        return None
+
     def _check_name(self, name: str) -> None:
         if name not in self._names:
             raise ValueError(f"{self.name}: unknown sequence {name!r}")
+
+    def _checked(self, name: str) -> None:
+        """A known sequence with its files (for ``load``)."""
+        self._check_name(name)
+        path = self._missing(name)
+        if path is not None:
+            raise ValueError(f"{self._label}: missing {path}")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 class LaSOT(_Reader):
@@ -224,17 +277,22 @@ class LaSOT(_Reader):
         super().__init__(names)
         if not self._names:
             raise ValueError(f"{self._label}: no sequences under {self.root}")
-        for seq in self._names:
-            folder = self._folder(seq)
-            for part in ("img", "groundtruth.txt", "full_occlusion.txt", "out_of_view.txt"):
-                _require(folder / part, self._label)
-        self._attributes = _load_attributes(attributes, self._names)
+        self._attributes = _Attributes(attributes)
+
+    def _missing(self, name: str) -> Path | None:
+        folder = self._folder(name)
+        if not folder.is_dir():
+            return folder
+        for part in ("img", "groundtruth.txt", "full_occlusion.txt", "out_of_view.txt"):
+            if not (folder / part).exists():
+                return folder / part
+        return self._attributes.missing(name)
 
     def _folder(self, name: str) -> Path:
         return self.root / name.rsplit("-", 1)[0] / name
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         folder = self._folder(name)
         boxes = load_boxes(folder / "groundtruth.txt")
         absent = _read_flags(folder / "full_occlusion.txt") | _read_flags(
@@ -243,7 +301,7 @@ class LaSOT(_Reader):
         if len(absent) != len(boxes):
             raise ValueError(f"{self._label}: {name} has {len(boxes)} boxes, {len(absent)} flags")
         frames = tuple(folder / "img" / f"{i:08d}.jpg" for i in range(1, len(boxes) + 1))
-        return Sequence(name, frames, boxes, absent, self._attributes.get(name, frozenset()))
+        return Sequence(name, frames, boxes, absent, self._attributes.get(name))
 
 
 class LaSOTExt(LaSOT):
@@ -273,13 +331,18 @@ class GOT10k(_Reader):
         root = Path(root)
         self.split = split
         self.base = root if (root / "list.txt").is_file() else root / split
+        self.root = self.base
         listing = _require(self.base / "list.txt", "GOT-10k").read_text().split()
         super().__init__(listing)
-        for seq in self._names:
-            _require(self.base / seq / "groundtruth.txt", "GOT-10k")
+
+    _label = "GOT-10k"
+
+    def _missing(self, name: str) -> Path | None:
+        path = self.base / name / "groundtruth.txt"
+        return None if path.is_file() else path
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         folder = self.base / name
         frames = _sorted_images(folder)
         boxes = load_boxes(folder / "groundtruth.txt")
@@ -316,20 +379,27 @@ class OTB(_Reader):
     def __init__(self, root: str | Path, *, attributes: AttributeSpec | None = None) -> None:
         self.root = _require(Path(root), "OTB")
         self._annotations: dict[str, Path] = {}
+        self._unannotated: dict[str, Path] = {}
         for folder in sorted(p for p in self.root.iterdir() if (p / "img").is_dir()):
             files = sorted(folder.glob("groundtruth_rect*.txt"))
-            _require(files[0] if files else folder / "groundtruth_rect.txt", "OTB")
+            if not files:  # a sequence whose annotation is missing: check() names it
+                self._unannotated[folder.name] = folder / "groundtruth_rect.txt"
             for path in files:
                 if path.read_text().strip():
                     suffix = path.name[len("groundtruth_rect") : -len(".txt")]
                     self._annotations[folder.name + suffix.replace(".", "_")] = path
-        if not self._annotations:
+        if not self._annotations and not self._unannotated:
             raise ValueError(f"OTB: no <sequence>/img folders under {self.root}")
-        super().__init__(self._annotations)
-        self._attributes = _load_attributes(attributes, self._names)
+        super().__init__(sorted([*self._annotations, *self._unannotated]))
+        self._attributes = _Attributes(attributes)
+
+    _label = "OTB"
+
+    def _missing(self, name: str) -> Path | None:
+        return self._unannotated.get(name) or self._attributes.missing(name)
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         annotation = self._annotations[name]
         omit = _OTB_INIT_OMIT.get(name, 0)
         boxes = load_boxes(annotation)[omit:]
@@ -341,7 +411,7 @@ class OTB(_Reader):
                 f"OTB: {name} misses frame {missing[0]} in {annotation.parent / 'img'}"
             )
         frames = tuple(images[i] for i in range(start, start + len(boxes)))
-        return Sequence(name, frames, boxes, attributes=self._attributes.get(name, frozenset()))
+        return Sequence(name, frames, boxes, attributes=self._attributes.get(name))
 
 
 class NfS(_Reader):
@@ -364,8 +434,12 @@ class NfS(_Reader):
         if not stems:
             raise ValueError(f"NfS: no anno/nfs_<seq>.txt or <seq>/30/<seq>.txt under {self.root}")
         super().__init__(f"nfs_{stem}" for stem in stems)
-        for stem in stems:
-            _require(self._frames_folder(stem), "NfS")
+
+    _label = "NfS"
+
+    def _missing(self, name: str) -> Path | None:
+        folder = self._frames_folder(name[len("nfs_") :])
+        return None if folder.is_dir() else folder
 
     def _frames_folder(self, stem: str) -> Path:
         if self._pytracking_layout:
@@ -373,7 +447,7 @@ class NfS(_Reader):
         return self.root / stem / "30" / stem
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         stem = name[len("nfs_") :]
         frames = _sorted_images(self._frames_folder(stem))
         if self._pytracking_layout:
@@ -414,15 +488,19 @@ class UAV123(_Reader):
         if not stems:
             raise ValueError(f"UAV123: no annotation files in {anno}")
         super().__init__(f"uav_{stem}" for stem in stems)
-        for stem in stems:
-            _require(self._folder(stem), "UAV123")
-        self._attributes = _load_attributes(attributes, self._names)
+        self._attributes = _Attributes(attributes)
+
+    _label = "UAV123"
+
+    def _missing(self, name: str) -> Path | None:
+        folder = self._folder(name[len("uav_") :])
+        return (None if folder.is_dir() else folder) or self._attributes.missing(name)
 
     def _folder(self, stem: str) -> Path:
         return self.root / "data_seq" / "UAV123" / re.sub(r"_\d+$", "", stem)
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         stem = name[len("uav_") :]
         boxes = load_boxes(self.root / "anno" / self.version / f"{stem}.txt")
         start = _UAV_START.get(stem, 1) if self.version == "UAV123" else 1
@@ -430,7 +508,7 @@ class UAV123(_Reader):
             self._folder(stem) / f"{i:06d}.jpg" for i in range(start, start + len(boxes))
         )
         absent = np.asarray(np.isnan(boxes).any(axis=1), dtype=bool)
-        return Sequence(name, frames, boxes, absent, self._attributes.get(name, frozenset()))
+        return Sequence(name, frames, boxes, absent, self._attributes.get(name))
 
 
 class TrackingNet(_Reader):
@@ -448,11 +526,15 @@ class TrackingNet(_Reader):
             for path in sorted(anno.glob("*.txt")):
                 self._chunk_of[path.stem] = chunk
         super().__init__(self._chunk_of)
-        for seq, chunk in self._chunk_of.items():
-            _require(self.root / chunk / "frames" / seq, "TrackingNet")
+
+    _label = "TrackingNet"
+
+    def _missing(self, name: str) -> Path | None:
+        folder = self.root / self._chunk_of[name] / "frames" / name
+        return None if folder.is_dir() else folder
 
     def load(self, name: str) -> Sequence:
-        self._check_name(name)
+        self._checked(name)
         chunk = self.root / self._chunk_of[name]
         frames = _sorted_images(chunk / "frames" / name)
         boxes = load_boxes(chunk / "anno" / f"{name}.txt")

@@ -268,14 +268,19 @@ def _unfinished(
 
 
 def _select(dataset: Dataset, sequences: Iterable[str] | None) -> list[str]:
+    """The sequences to run, their files checked (only theirs: a partial download is fine)."""
     available = dataset.sequence_names
-    if sequences is None:
-        return available
-    wanted = set(sequences)
-    unknown = sorted(wanted - set(available))
-    if unknown:
-        raise ValueError(f"{dataset.name}: unknown sequence(s) {', '.join(unknown)}")
-    return [name for name in available if name in wanted]
+    names = available
+    if sequences is not None:
+        wanted = set(sequences)
+        unknown = sorted(wanted - set(available))
+        if unknown:
+            raise ValueError(f"{dataset.name}: unknown sequence(s) {', '.join(unknown)}")
+        names = [name for name in available if name in wanted]
+    check = getattr(dataset, "check", None)  # readers of samurai.eval.datasets have one
+    if check is not None:
+        check(names)
+    return names
 
 
 def _predictor_spec(config: EvalConfig, *, resolve_checkpoint: bool) -> PredictorSpec:
