@@ -197,7 +197,17 @@ def main() -> None:
     p.add_argument("--load-threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", action="store_true")
+    p.add_argument(
+        "--summarize", type=Path, metavar="DIR", help="only re-summarize DIR/rows.json (any mode)"
+    )
     args = p.parse_args()
+    if args.summarize:
+        out = args.summarize.resolve()
+        info_file = out / "info.json"
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+        mode = info.get("mode", args.mode)
+        finish(out, json.loads((out / "rows.json").read_text()), info, mode, plot=args.plot)
+        return
     args.variants = args.variants or ("t,b+" if args.mode == "compare" else "t")
     args.threads = args.threads or ("2" if args.mode == "load" else "1,2")
     args.dtypes = args.dtypes or ("float32,bfloat16" if args.mode == "compare" else "float32")
@@ -212,12 +222,14 @@ def main() -> None:
         "started_utc": stamp,
         "loadavg_start": os.getloadavg(),
         "configs": len(configs),
+        "mode": args.mode,
     }
     print(
         f"{info['machine'].get('summary', info['machine']['platform'])}; "
         f"{len(configs)} configurations x {args.repeats} repeats, {args.frames} frames -> {out}",
         flush=True,
     )
+    (out / "info.json").write_text(json.dumps(info, indent=1))
     rows: list[dict[str, Any]] = []
     for rep in range(args.repeats):
         for cfg in configs if rep % 2 == 0 else configs[::-1]:
@@ -250,29 +262,34 @@ def main() -> None:
                 flush=True,
             )
             (out / "rows.json").write_text(json.dumps(rows, indent=1))
+    info.update(
+        finished_utc=time.strftime("%Y%m%d-%H%M%S", time.gmtime()), loadavg_end=os.getloadavg()
+    )
+    (out / "info.json").write_text(json.dumps(info, indent=1))
+    finish(out, rows, info, args.mode, plot=args.plot)
+
+
+def finish(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], mode: str, *, plot: bool):
+    """Summary, mask check, ratios: table.md, summary.json and (``plot``) peers.png in ``out``."""
     entries = report.summarize(rows)
     checks = report.compare_masks(rows)
     rat = report.ratios(entries)
     text = report.markdown(entries, checks, rat)
-    if args.mode == "sizes":
+    if mode == "sizes":
         text += "\n" + sizes_table(entries)
-    if args.mode == "load":
+    if mode == "load":
         text += "\n" + load_table(entries)
-    info.update(
-        finished_utc=time.strftime("%Y%m%d-%H%M%S", time.gmtime()), loadavg_end=os.getloadavg()
-    )
     (out / "summary.json").write_text(
         json.dumps(
             {"info": info, "entries": entries, "mask_checks": checks, "ratios": rat, "rows": rows},
             indent=1,
         )
     )
-    (out / "table.md").write_text(f"`{info['command']}`\n\n{info['machine']}\n\n{text}")
+    (out / "table.md").write_text(f"`{info.get('command')}`\n\n{info.get('machine')}\n\n{text}")
     print("\n" + text)
-    if args.plot:
-        report.plot(
-            entries, out / "peers.png", f"{args.mode}: {info['machine'].get('summary', '')}"
-        )
+    if plot:
+        title = f"{mode}: {info.get('machine', {}).get('summary', '')}"
+        report.plot(entries, out / "peers.png", title)
         print(f"plot: {out / 'peers.png'}")
     print(f"results: {out}")
 

@@ -49,7 +49,7 @@ def main() -> None:
                 out = outputs["non_cond_frame_outputs"][frame_idx]
             rec.add(frame_idx, sec, out["pred_masks"][0, 0], video_res[0, 0])
     rec.extra.update(
-        config=config, overrides=overrides, obj_threshold=predictor.min_obj_score_logits
+        official_config=config, overrides=overrides, obj_threshold=predictor.min_obj_score_logits
     )
     rec.save()
 

@@ -22,6 +22,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ok = [r for r in runs if r.get("steady_mean_s") is not None]
         means = [r["steady_mean_s"] for r in ok]
         rss = [r["rss_mib"] for r in runs if r.get("rss_mib") is not None]
+        setup = [r["setup_s"] for r in runs if r.get("setup_s") is not None]
         # few-frame validation runs have no steady frames: fall back to all tracked frames
         tracked = [
             statistics.mean(s for f, s in zip(r["frames"], r["seconds"], strict=True) if f > 0)
@@ -40,7 +41,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "tracked_median_s": statistics.median(tracked) if tracked else None,
                 "rss_median_mib": statistics.median(rss) if rss else None,
                 "rss_max_mib": max(rss) if rss else None,
-                "setup_median_s": statistics.median(r["setup_s"] for r in ok) if ok else None,
+                "setup_median_s": statistics.median(setup) if setup else None,
             }
         )
     return out
@@ -116,13 +117,14 @@ def ratios(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     index = {}
     for e in entries:
         c = e["config"]
-        index[(c["peer"], c["variant"], c["mode"], c["threads"], c["dtype"], c["load"])] = e
+        key = (c["peer"], c["variant"], c["mode"], c["threads"], c["image_size"], c["load"])
+        index[(*key, c["dtype"], c["malloc_tuning"], c["onednn"])] = e
     out = []
-    for (peer, variant, mode, threads, _dtype, load), e in index.items():
+    for (peer, variant, mode, threads, size, load, *_), e in index.items():
         if peer != "ours" or load:
             continue
         for other in ("official", "hf"):
-            o = index.get((other, variant, mode, threads, "float32", False))
+            o = index.get((other, variant, mode, threads, size, False, "float32", None, None))
             if o and seconds(o) and seconds(e):
                 out.append(
                     {
@@ -206,7 +208,7 @@ def plot(entries: list[dict[str, Any]], path: Path, title: str) -> None:
         for s, e in zip(sec, entries, strict=True)
     ]
     ax1.barh(y, sec, xerr=[lo, hi], color=col)
-    ax1.set_xlabel("seconds per frame (steady state, median; bars: min-max over repeats)")
+    ax1.set_xlabel("s/frame: median over repeats of the steady mean (frames >= 8; else all)")
     ax1.set_yticks(y, labels, fontsize=8)
     ax1.invert_yaxis()
     ax2.barh(y, [e["rss_median_mib"] or 0 for e in entries], color=col)

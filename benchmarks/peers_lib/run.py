@@ -129,7 +129,7 @@ def run_config(
     )
     result = out / "result.json"
     if row["returncode"] == 0 and result.is_file():
-        row.update(json.loads(result.read_text()))
+        row = {**json.loads(result.read_text()), **row}  # the runner's keys win
     else:
         row["error"] = (out / "child.log").read_text()[-2000:]
     return row
