@@ -115,3 +115,14 @@ def test_frame_requests_keep_server_memory_flat(
         for video in videos:
             client.delete(f"/api/videos/{video}")
     assert grown < 100, f"the API server's RSS grew by {grown:.0f} MB"
+
+
+def test_form_size_limits(server: ServerProcess) -> None:
+    with server.client() as client:
+        many = {f"field{i}": "x" for i in range(40)}
+        response = client.post("/api/jobs", data=many, files={"unused": ("", b"")})
+        assert response.status_code == 400 and "form fields" in response.json()["detail"]
+        big = client.post("/api/jobs", files={"boxes": (None, "[" + "1, " * 30_000 + "1]")})
+        assert big.status_code == 413 and "boxes" in big.json()["detail"]
+        header = client.post("/api/jobs", files={"x" * 9000: (None, "1")}, data={"boxes": BOX})
+        assert header.status_code == 400 and "header" in header.json()["detail"]

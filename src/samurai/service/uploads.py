@@ -27,6 +27,8 @@ from samurai.io.probe import probe_header, read_frame
 logger = logging.getLogger(__name__)
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+MAX_PART_HEADER_BYTES = 8 * 1024
 _DRAIN_LIMIT = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 _SAFE_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
 
@@ -112,9 +114,17 @@ class _FormReader:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
+        self._check_header()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._header_name) + len(self._header_value) > MAX_PART_HEADER_BYTES:
+            raise RequestError(
+                400, f"a multipart part header exceeds {MAX_PART_HEADER_BYTES} bytes"
+            )
 
     def on_header_end(self) -> None:
         if self._header_name.lower() == b"content-disposition":
@@ -162,6 +172,8 @@ class _FormReader:
         if self._handle is not None:
             self.close()
             return
+        if self._name not in self.form.fields and len(self.form.fields) >= MAX_FIELDS:
+            raise RequestError(400, f"more than {MAX_FIELDS} form fields")
         try:
             self.form.fields[self._name] = self._data.decode("utf-8")
         except UnicodeDecodeError:
