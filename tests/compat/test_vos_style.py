@@ -118,6 +118,10 @@ def test_vos_inference_loop_and_state_keys(predictor, davis: Path, tmp_path: Pat
     assert state["obj_id_to_idx"] == {1: 0, 2: 1} and state["obj_idx_to_id"] == {0: 1, 1: 2}
     assert len(state["images"]) == NUM_FRAMES
     assert state["images"][3].shape == (3, SIZE, SIZE)
+    torch.testing.assert_close(state["images"][-1], state["images"][NUM_FRAMES - 1])
+    assert len(list(state["images"])) == NUM_FRAMES
+    with pytest.raises(IndexError, match="out of range"):
+        state["images"][NUM_FRAMES]
     assert state["frames_already_tracked"] == {f: {"reverse": False} for f in range(NUM_FRAMES)}
     assert state["frames_tracked_per_obj"][1] == state["frames_already_tracked"]
     assert state["tracking_has_started"] is True

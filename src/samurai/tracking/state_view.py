@@ -2,12 +2,14 @@
 
 SAM 2 code reads ``inference_state["video_height"]``, ``["num_frames"]``, ``["obj_ids"]``,
 ``["output_dict_per_obj"]``, ... (tools/vos_inference.py, the demo backend, SAMURAI and
-SAM 2 forks). ``VideoState[key]`` answers those keys from the typed state; every value is built
-on each read, so writing into it changes nothing (and assigning a key is refused).
+SAM 2 forks). ``VideoState[key]`` answers those keys from the typed state. Lists and dicts are
+built on each read, so adding or removing entries changes nothing (assigning a key is refused);
+tensors in them are the stored ones, not copies.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,11 @@ class FrameImages:
     def __getitem__(self, frame_idx: int) -> torch.Tensor:
         if self._state.image_size is None:
             raise StateKeyError("inference_state['images'] needs a state made by init_state")
-        frame = self._state.source.get(int(frame_idx))
+        idx = operator.index(frame_idx)
+        idx = idx + len(self) if idx < 0 else idx
+        if not 0 <= idx < len(self):
+            raise IndexError(f"frame {frame_idx} out of range ({len(self)} frames)")
+        frame = self._state.source.get(idx)
         image = preprocess_video_frame(frame, self._state.image_size)
         device = self._state.compute_device
         return image if device is None else image.to(device)
