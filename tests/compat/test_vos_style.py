@@ -69,6 +69,7 @@ def put_per_obj_mask(per_obj_mask: dict[int, np.ndarray], height: int, width: in
 
 
 @torch.inference_mode()
+@torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_available())
 def vos_inference(predictor, base_video_dir, input_mask_dir, output_mask_dir, video_name):
     video_dir = os.path.join(base_video_dir, video_name)
     frame_names = sorted(
