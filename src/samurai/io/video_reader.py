@@ -62,8 +62,11 @@ class _Decoder:
         format: str | None = None,
         options: dict[str, str] | None = None,
         timeout: float | None = None,
+        warn: bool = True,
     ) -> None:
         self.name, self.position = name, 0
+        self.warn = warn
+        self.error: str | None = None  # why reading stopped early, if it did
         try:
             self.container = av.open(url, format=format, options=options or {}, timeout=timeout)
         except av.error.EOFError as exc:
@@ -132,12 +135,14 @@ class _Decoder:
             except StopIteration:
                 return
             except (av.FFmpegError, OSError) as exc:
-                logger.warning(
-                    "%s: reading stopped after %d frames: %s",
-                    self.name,
-                    self.position,
-                    _reason(exc),
-                )
+                self.error = _reason(exc)
+                if self.warn:
+                    logger.warning(
+                        "%s: reading stopped after %d frames: %s",
+                        self.name,
+                        self.position,
+                        self.error,
+                    )
                 return
             try:
                 frames = packet.decode()
@@ -340,16 +345,22 @@ def _stream_target(spec: str | int) -> tuple[str, str | None, dict[str, str]]:
     if spec.startswith("/dev/video"):
         return spec, "v4l2", {}
     if spec.lower().startswith(("rtsp://", "rtsps://")):
-        return spec, None, {"rtsp_transport": "tcp"}  # UDP drops packets under load
+        # UDP drops packets under load; the SDP states the stream, so a 1 s probe (not the
+        # default 5 s of frames) is enough, and tracking starts 4 s sooner
+        return spec, None, {"rtsp_transport": "tcp", "analyzeduration": "1000000"}
     return spec, None, {}
+
+
+_ENDLESS_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtp", "udp", "srt"})
 
 
 class StreamSource(FrameSource):
     """A live stream read with PyAV: camera index, ``/dev/videoN``, RTSP / HTTP URL, lavfi graph.
 
     Not seekable and ``num_frames`` is None. Frames are read once, in order; a second iteration
-    continues where the first stopped, with continuing indices. A stream that fails mid-way ends
-    the iteration with a logged warning; frames already yielded stay valid.
+    continues where the first stopped, with continuing indices. A stream that ends (the server
+    stopped, the connection dropped, nothing arrived within ``timeout``) ends the iteration with
+    one logged warning; frames already yielded stay valid.
     """
 
     def __init__(
@@ -369,6 +380,11 @@ class StreamSource(FrameSource):
             timeout: seconds to wait when opening and for each read.
         """
         url, default_format, defaults = _stream_target(spec)
+        self._endless = (
+            isinstance(spec, int)
+            or url.startswith("/dev/video")
+            or (url.lower().split(":", 1)[0] in _ENDLESS_SCHEMES)
+        )
         # Never log a URL's user:password.
         self.name = f"camera {spec} ({url})" if isinstance(spec, int) else f"stream {spec}"
         self.name = re.sub(r"//[^/@]*@", "//***@", self.name)
@@ -378,6 +394,7 @@ class StreamSource(FrameSource):
             format=format or default_format,
             options={**defaults, **(options or {})},
             timeout=timeout,
+            warn=False,  # the end of a live stream is reported once, by _iter_live
         )
         stream = self._decoder.stream
         first = next(self._decoder.read(), None)
@@ -399,6 +416,14 @@ class StreamSource(FrameSource):
     def _position(self) -> int:
         return self._next_idx
 
+    def _log_end(self) -> None:
+        """One line: a warning where the stream failed or a camera / RTSP feed stopped sending
+        (they have no natural end), info where a finite stream (HTTP file) ran out."""
+        error = None if self._decoder is None else self._decoder.error
+        why = f"read failed: {error}" if error else "the source stopped sending"
+        log = logger.warning if error or self._endless else logger.info
+        log("%s ended after %d frames (%s)", self.name, self._next_idx, why)
+
     def _iter_live(self, stop: int | None) -> Iterator[tuple[int, Frame]]:
         while stop is None or self._next_idx < stop:
             frame, self._pending = self._pending, None
@@ -406,7 +431,7 @@ class StreamSource(FrameSource):
                 item = next(self._decoder.read(), None)
                 frame = None if item is None else item[1]
             if frame is None:
-                logger.info("%s ended after %d frames", self.name, self._next_idx)
+                self._log_end()
                 self.close()
                 return
             idx = self._next_idx
