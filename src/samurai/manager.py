@@ -29,6 +29,7 @@ from samurai.io.frames import Frame, FrameSource, FrameSourceSpec, open_source
 from samurai.io.sinks import (
     AbsentBox,
     MultiSink,
+    OutputError,
     OverlayVideoSink,
     VideoInfo,
     make_sinks,
@@ -40,10 +41,13 @@ from samurai.track_request import (
     ObjectPrompt,
     check_device,
     check_dtype,
+    check_output_names,
     check_save,
     ensure_writable_folder,
     fit_prompt,
+    new_folders,
     object_prompts,
+    remove_empty_folders,
     validate_prompts,
 )
 from samurai.tracking.results import FrameResult
@@ -289,22 +293,27 @@ class InferenceManager:
             should_stop: polled after each frame; True stops cleanly (outputs ``.incomplete``).
 
         Returns:
-            A `TrackSummary`. On an exception (Ctrl-C included) the outputs written so far are
-            closed as ``.incomplete`` and the exception propagates.
+            A `TrackSummary`. On an exception (Ctrl-C included) the complete frames written so
+            far are kept under the ``.incomplete`` names and the exception propagates; a call
+            that completed no frame leaves no output, nor a folder it created.
 
         Raises:
             ValueError: bad prompts (malformed, outside the frame), options or frame range.
             FrameSourceError: the video cannot be opened or read.
-            OSError: the output folder cannot be created or written.
+            OSError: the output folder cannot be created or written; an output name is taken
+                by a folder; `OutputError` (one line naming the file and the frames kept) when
+                writing fails, e.g. on a full disk.
         """
         with self._lock:
             prompts = object_prompts(boxes, points, labels)
             save = check_save(save, overlay_path)
             owned = not isinstance(video, FrameSource)
             source = open_source(video)
+            created = new_folders(Path(output_dir))
             try:
                 prompts = [fit_prompt(p, source.width, source.height) for p in prompts]
                 total = _frame_count(source, start_frame, max_frames)
+                check_output_names(Path(output_dir), save, len(prompts), overlay_path=overlay_path)
                 out = ensure_writable_folder(Path(output_dir))
                 sinks = make_sinks(
                     out,
@@ -320,6 +329,9 @@ class InferenceManager:
                 done, fps, complete = self._write_all(
                     source, sinks, results, total, progress, should_stop
                 )
+            except BaseException:
+                remove_empty_folders(created)  # a run that wrote nothing leaves nothing
+                raise
             finally:
                 if owned:
                     source.close()
@@ -353,11 +365,17 @@ class InferenceManager:
                         stopped = True
                         logger.info("stopped after %d frames; outputs are incomplete", done)
                         break
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
-                sinks.close(complete=False)
+                sinks.close(complete=False) if done else sinks.discard()
+            if isinstance(exc, OutputError):
+                kept = f"{done} complete frame(s) kept as *.incomplete" if done else "nothing kept"
+                raise OutputError(f"{exc}; {kept}", exc.errno) from exc
             raise
-        sinks.close(complete=not stopped)
+        try:
+            sinks.close(complete=not stopped)
+        except OutputError as exc:
+            raise OutputError(f"{exc}; {done} frame(s) kept as *.incomplete", exc.errno) from exc
         return done, fps, not stopped
 
     def _results(
