@@ -13,7 +13,8 @@ Modes:
            the official code (SAMURAI and plain SAM 2.1), HF (plain SAM 2.1), per variant and
            thread count. Plain SAM 2.1 runs use the upstream object-present threshold 0 (HF
            cannot change it; the SAMURAI fork's default is -1), SAMURAI runs the fork's -1.
-  sizes    ours at image_size 256 / 512 / 1024, SAMURAI_ONEDNN=0 / 1, per thread count.
+  sizes    ours at image_size 256 / 512 / 1024, SAMURAI_ONEDNN=0 / 1 / auto (the shipped
+           measured choice), per thread count.
   load     ours and the official code with and without a background model process
            (peers_lib/load.py: Hiera-T image encoder in a loop, 2 threads) on the same cores.
 
@@ -80,6 +81,10 @@ def plan(args: argparse.Namespace) -> list[Config]:
                         base, peer=peer, mode=mode, obj_threshold=0.0 if peer == "hf" else None
                     )
                     out += [cfg, replace(cfg, load=True)]
+                    if peer == "ours":  # candidate settings against oversubscription
+                        for env in args.ours_env:
+                            pairs = tuple(tuple(kv.split("=", 1)) for kv in env.split(","))
+                            out += [replace(cfg, env=pairs), replace(cfg, env=pairs, load=True)]
     return out
 
 
@@ -156,7 +161,7 @@ def sizes_table(entries: list[dict[str, Any]]) -> str:
 
 def load_table(entries: list[dict[str, Any]]) -> str:
     lines = [
-        "| peer | threads | s/frame alone | s/frame under load | slowdown |",
+        "| configuration | threads | s/frame alone | s/frame under load | slowdown |",
         "|---|---|---|---|---|",
     ]
     for e in entries:
@@ -166,7 +171,7 @@ def load_table(entries: list[dict[str, Any]]) -> str:
         loaded = next((x for x in entries if x["config"] == {**c, "load": True}), None)
         a, b = report.seconds(e), report.seconds(loaded) if loaded else None
         lines.append(
-            f"| {c['peer']} {c['mode']} {c['variant']} | {c['threads']} | {report._num(a, 2)} | "
+            f"| {e['label']} | {c['threads']} | {report._num(a, 2)} | "
             f"{report._num(b, 2)} | {f'{b / a:.2f}x' if a and b else '-'} |"
         )
     return "\n".join(lines) + "\n"
@@ -184,7 +189,9 @@ def main() -> None:
     p.add_argument("--peers", default="ours,official,hf")
     p.add_argument("--dtypes", default=None, help="float32,bfloat16 (compare) / float32 (others)")
     p.add_argument("--sizes", default="256,512,1024")
-    p.add_argument("--onednn", default="0,1")
+    p.add_argument(
+        "--onednn", default="0,1,auto", help="sizes: SAMURAI_ONEDNN values (auto: as shipped)"
+    )
     p.add_argument(
         "--no-allocator",
         dest="allocator",
@@ -195,6 +202,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=3600, help="seconds per child process")
     p.add_argument("--load-threads", type=int, default=2)
+    p.add_argument(
+        "--ours-env",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="load: also run ours with these environment settings (e.g. OMP_WAIT_POLICY=PASSIVE)",
+    )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", action="store_true")
     p.add_argument(

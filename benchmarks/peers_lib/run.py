@@ -48,6 +48,7 @@ class Config:
             parts.append(f"malloc{self.malloc_tuning}")
         if self.load:
             parts.append("load")
+        parts += [f"{k}={v}" for k, v in self.env]
         return "-".join(parts).replace("+", "p")
 
 
