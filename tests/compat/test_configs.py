@@ -218,3 +218,17 @@ def test_hf_ids_map_to_official_configs(tmp_path, monkeypatch) -> None:
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="unknown Hugging Face model id"):
         SAM2VideoPredictor.from_pretrained("facebook/sam3")
+
+
+def test_streaming_tracker_takes_official_config_names(tiny) -> None:
+    from samurai import Tracker
+
+    on = Tracker("configs/samurai/sam2.1_hiera_t.yaml", tiny, image_size=SIZE)
+    assert on.predictor.samurai_mode is True
+    off = Tracker("sam2.1/sam2.1_hiera_t", tiny, image_size=SIZE)
+    assert off.predictor.samurai_mode is False and off.predictor.min_obj_score_logits == -1.0
+    assert Tracker("sam2.1_hiera_t", tiny, image_size=SIZE).predictor.samurai_mode is True
+    forced = Tracker(
+        "configs/samurai/sam2.1_hiera_t.yaml", tiny, samurai_mode=False, image_size=SIZE
+    )
+    assert forced.predictor.samurai_mode is False

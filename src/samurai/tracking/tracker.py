@@ -63,7 +63,9 @@ class Tracker:
     """Track objects in a stream of frames with bounded memory.
 
     ``add_object`` prompts apply to the next frame given to ``step``; call it again later to
-    correct an object or add a new one. Built like ``build_sam2_video_predictor``.
+    correct an object or add a new one. Built like ``build_sam2_video_predictor``: a variant
+    name or an official config name; ``samurai_mode`` None follows the name (SAMURAI on for
+    variant names and ``configs/samurai/...``, off for ``configs/sam2*/...``).
     """
 
     def __init__(
@@ -71,7 +73,7 @@ class Tracker:
         variant_or_model: str | Sam2Model | VideoPredictor = "sam2.1_hiera_t",
         checkpoint: Any = None,
         device: str | torch.device = "cpu",
-        samurai_mode: bool = True,
+        samurai_mode: bool | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(variant_or_model, VideoPredictor):
@@ -80,11 +82,12 @@ class Tracker:
             from samurai.api import split_overrides
 
             _, tracker, samurai = split_overrides(
-                variant_or_model.config, samurai_mode=samurai_mode, overrides=overrides
+                variant_or_model.config, samurai_mode=samurai_mode is not False, overrides=overrides
             )
             self.predictor = VideoPredictor(variant_or_model, tracker=tracker, samurai=samurai)
         else:
-            from samurai.api import build_sam2_video_predictor
+            # official config names too (configs/samurai/..., configs/sam2.1/...)
+            from samurai.compat.builders import build_sam2_video_predictor
 
             self.predictor = build_sam2_video_predictor(
                 variant_or_model, checkpoint, device, samurai_mode=samurai_mode, **overrides
