@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from batch.helpers import frames
+from batch.helpers import SIZE, frames, run_cli
 from samurai.io.video_writer import write_video
 
 
@@ -45,3 +45,13 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return root
+
+
+@pytest.fixture(scope="session")
+def pool_run(tmp_path_factory: pytest.TempPathFactory, videos: Path, seeded_checkpoint: Path):
+    """The manifest tracked by two worker processes (the reference of the other batch tests)."""
+    out = tmp_path_factory.mktemp("pool") / "out"
+    args = ["batch", videos / "manifest.jsonl", "--out", out, "--workers", "2", "--threads", "1"]
+    proc = run_cli(*args, "--checkpoint", seeded_checkpoint, *SIZE)
+    assert proc.returncode == 0, proc.stderr
+    return proc, out

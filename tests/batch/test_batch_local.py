@@ -12,21 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from batch.helpers import journal, run_cli, tree
+from batch.helpers import SIZE, journal, run_cli, tree
 from samurai.batch import JobOptions, load_manifest
 from samurai.manager import InferenceManager
-
-SIZE = ["--image-size", "256"]
-
-
-@pytest.fixture(scope="module")
-def pool_run(tmp_path_factory: pytest.TempPathFactory, videos: Path, seeded_checkpoint: Path):
-    """The manifest tracked by two worker processes (the reference of the other batch tests)."""
-    out = tmp_path_factory.mktemp("pool") / "out"
-    args = ["batch", videos / "manifest.jsonl", "--out", out, "--workers", "2", "--threads", "1"]
-    proc = run_cli(*args, "--checkpoint", seeded_checkpoint, *SIZE)
-    assert proc.returncode == 0, proc.stderr
-    return proc, out
 
 
 # ------------------------------------------------------------------------------- manifests

@@ -222,7 +222,12 @@ class RayExecutor:
         if not ray.is_initialized():
             if self.address == "local":
                 cores = max(os.cpu_count() or 1, int(self.workers * self.cpus))
-                ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING)
+                ray.init(  # "local": a new instance, never a cluster already running here
+                    address="local",
+                    num_cpus=cores,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                )
             else:
                 try:
                     ray.init(address=self.address, logging_level=logging.WARNING)
