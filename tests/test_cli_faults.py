@@ -84,7 +84,7 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
     yield mount
     for point in mounts:
-        subprocess.run(["umount", str(point)], check=False)
+        subprocess.run(["umount", "--lazy", str(point)], check=False)  # even with files open
 
 
 def incomplete_frames(out: Path) -> dict[str, int]:

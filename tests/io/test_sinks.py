@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -18,6 +22,7 @@ from samurai.io.sinks import (
     BoxesSink,
     MaskPngSink,
     MultiSink,
+    OutputError,
     OverlayVideoSink,
     ResultSink,
     RleJsonSink,
@@ -362,3 +367,60 @@ def test_make_sinks_validates() -> None:
         make_sinks("out", {"boxes", "video"})
     with pytest.raises(ValueError, match="image_size"):
         make_sinks("out", absent_box="predicted")
+
+
+def test_partial_text_outputs_are_readable_after_every_frame(tmp_path: Path) -> None:
+    """Written unbuffered, frame by frame: a killed process leaves every complete frame."""
+    sinks = make_sinks(tmp_path, {"boxes", "rle", "scores"})
+    sinks.open(INFO)
+    for count, result in enumerate(RESULTS, start=1):
+        sinks.write(None, result)
+        data = json.loads((tmp_path / "masks.partial.json").read_text())
+        assert data["complete"] is False and len(data["frames"]) == count
+        assert len(lines(tmp_path / "boxes_2.partial.txt")) == count
+        assert len(lines(tmp_path / "scores.partial.csv")) == 1 + 2 * count
+    sinks.close(complete=True)
+    assert json.loads((tmp_path / "masks.json").read_text())["complete"] is True
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 32 KiB tmpfs (eight pages), mounted for the test: a real ENOSPC. Root only."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("mounting a tmpfs needs root; CI runs as root")
+        pytest.skip("mounting a tmpfs (disk-full test) needs root")
+    point = tmp_path / "disk"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(point)], check=True)
+    yield point
+    subprocess.run(["umount", "--lazy", str(point)], check=False)  # even with files open
+
+
+def test_full_disk_takes_the_frame_back_from_every_output(full_disk: Path) -> None:
+    # the PNGs fill the disk and come last: the text outputs must take that frame back
+    sinks = MultiSink(
+        [
+            BoxesSink(full_disk),
+            RleJsonSink(full_disk / "masks.json"),
+            ScoresCsvSink(full_disk / "scores.csv"),
+            MaskPngSink(full_disk / "masks"),
+        ]
+    )
+    sinks.open(INFO)
+    written = 0
+    with pytest.raises(OutputError, match=r"cannot write .*: No space left on device$"):
+        for result in RESULTS * 50:
+            sinks.write(None, dataclasses.replace(result, frame_idx=written))
+            written += 1
+    assert 0 < written < 250
+    sinks.close(complete=False)
+    names = sorted(p.name for p in full_disk.iterdir())
+    assert all(".incomplete" in name for name in names), names
+    pngs = len(list((full_disk / "masks.incomplete").iterdir()))
+    rle_frames = json.loads((full_disk / "masks.incomplete.json").read_text())["frames"]
+    assert pngs == len(rle_frames) == written
+    assert len(lines(full_disk / "scores.incomplete.csv")) == 1 + 2 * written
+    for obj_id in (1, 2):
+        path = full_disk / f"boxes_{obj_id}.incomplete.txt"
+        assert len(lines(path)) == written if written else not path.exists()
