@@ -185,3 +185,21 @@ def test_partial_download_checks_only_the_sequences_that_run(make_lasot, tmp_pat
     attributes.mkdir()
     (attributes / "airplane-1.txt").write_text(",".join(["0"] * 14))
     LaSOT(root, attributes=attributes).check(["airplane-1"])  # no attribute files for the rest
+
+
+def test_got10k_and_trackingnet_partial_downloads(make_got10k, tree, tmp_path: Path) -> None:
+    boxes = np.array([[1, 2, 30, 40], [2, 3, 30, 40]], float)
+    root = make_got10k({"GOT-10k_Val_000001": (boxes, [8, 8])})
+    (root / "val" / "list.txt").write_text("GOT-10k_Val_000001\nGOT-10k_Val_000002\n")
+    dataset = GOT10k(root)  # list.txt names a sequence that is not there: fine until it runs
+    dataset.check(["GOT-10k_Val_000001"])
+    with pytest.raises(ValueError, match=r"GOT-10k: missing 1 of 2 .*: GOT-10k_Val_000002/"):
+        dataset.check()
+    trackingnet = tmp_path / "trackingnet"
+    tree.touch_frames(trackingnet / "TEST" / "frames" / "abc_1", range(3), "{}.jpg")
+    for name in ("abc_1", "abc_2"):
+        tree.write_lines(trackingnet / "TEST" / "anno" / f"{name}.txt", [[1, 2, 3, 4]])
+    tn = TrackingNet(trackingnet)
+    tn.check(["abc_1"])
+    with pytest.raises(ValueError, match=r"TrackingNet: missing 1 of 2 .*: TEST/frames/abc_2$"):
+        tn.check()

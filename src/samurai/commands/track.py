@@ -154,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             return _track(args, boxes, points, labels, save, out_dir, signals)
         except Interrupted as exc:
-            _say(f"interrupted by {exc.name}; complete frames are kept as *.incomplete")
+            if signals.deferred:
+                _say(f"interrupted by {exc.name}; complete frames are kept as *.incomplete")
+            else:
+                _say(f"interrupted by {exc.name} before tracking began; nothing was written")
             return exc.exit_code
         finally:
             remove_empty_folders(created)  # a run that wrote nothing leaves no folder
@@ -349,6 +352,11 @@ class StopSignals:
         self.received: signal.Signals | None = None
         self._deferred = False
         self._previous: dict[int, Any] = {}
+
+    @property
+    def deferred(self) -> bool:
+        """Whether tracking has begun (signals now stop it after the frame in hand)."""
+        return self._deferred
 
     def defer(self) -> None:
         self._deferred = True
