@@ -184,3 +184,39 @@ def test_no_leaked_semaphores_at_shutdown(tmp_path: Path, tiny_checkpoint: Path)
     assert "leaked semaphore" not in log and "Traceback" not in log, log
     assert server.proc is not None and server.proc.returncode == 0
     shutil.rmtree(server.data_dir)
+
+
+def test_full_data_folder(tmp_path: Path, tiny_checkpoint: Path, clips: dict[str, Path]) -> None:
+    """The data folder on a small tmpfs, filled up while the server runs: uploads get 503 and
+    leave nothing behind, the health check says why; freeing space recovers the service."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(data)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    server = ServerProcess(tmp_path, tiny_checkpoint)
+    files = {"video": ("short.mp4", clips["short"].read_bytes(), "video/mp4")}
+    try:
+        server.start()
+        filler = data / "filler"
+        with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+        with server.client() as client:
+            refused = client.post("/api/jobs", files=files, data={"boxes": BOX})
+            assert refused.status_code == 503, refused.text
+            assert "No space left" in refused.json()["detail"]
+            health = client.get("/healthz")
+            assert health.status_code == 503 and "data folder" in health.json()["reason"]
+            assert not list((data / "tmp").iterdir()) and not list((data / "videos").iterdir())
+            filler.unlink()
+            assert client.get("/healthz").status_code == 200
+            created = client.post("/api/jobs", files=files, data={"boxes": BOX, "max_frames": "2"})
+            assert created.status_code == 201, created.text
+            assert wait_job(client, created.json()["id"])["state"] == "done"
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(data)], check=False)
+    assert "Traceback" not in server.log.read_text()

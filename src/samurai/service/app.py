@@ -7,6 +7,7 @@ request gets a 4xx response ``{"detail": "<one line naming the problem>"}``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -86,9 +87,11 @@ def _data_dir_unwritable(data_dir: Path) -> str | None:
     probe = data_dir / "tmp" / f".health-{os.getpid()}-{threading.get_ident()}"
     try:
         probe.write_bytes(b"ok")
-        probe.unlink()
     except OSError as exc:
         return f"the data folder {data_dir} cannot be written: {exc.strerror or exc}"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
     return None
 
 

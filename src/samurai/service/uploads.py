@@ -229,6 +229,13 @@ async def read_form(
         reader.form.discard()
         await _drain(chunks, _DRAIN_LIMIT)
         raise
+    except OSError as exc:  # the data folder is full or read-only: the client is not at fault
+        reader.close()
+        with contextlib.suppress(OSError):
+            reader.form.discard()
+        await _drain(chunks, _DRAIN_LIMIT)
+        reason = exc.strerror or str(exc)
+        raise RequestError(503, f"the server cannot store uploads right now ({reason})") from exc
     except Exception as exc:
         reader.close()
         reader.form.discard()
