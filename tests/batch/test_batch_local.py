@@ -7,12 +7,16 @@ Real subprocesses (a pool of worker processes), image size 256, 2-3 frame videos
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from batch.helpers import SIZE, journal, run_cli, tree
+from batch.helpers import CLI, ENV, SIZE, journal, processes, run_cli, tree
 from samurai.batch import JobOptions, load_manifest
 from samurai.manager import InferenceManager
 
@@ -140,3 +144,34 @@ def test_batch_help_and_manifest_errors_do_not_import_torch(tmp_path: Path) -> N
     bad.write_text('{"video": "a.mp4", "box": "1,2,3"}\n')
     report = probe(["batch", "--help"], ["batch", str(bad), "--out", str(tmp_path / "o")])
     assert [(code, torch_loaded) for _, code, torch_loaded in report] == [(0, False), (2, False)]
+
+
+def test_a_killed_worker_process_gets_its_jobs_redone(
+    pool_run, videos: Path, seeded_checkpoint: Path, tmp_path: Path
+) -> None:
+    _, reference = pool_run
+    args = ["batch", videos / "manifest.jsonl", "--out", tmp_path, "--workers", "2"]
+    args += ["--threads", "1", "--checkpoint", seeded_checkpoint, *SIZE]
+    proc = subprocess.Popen(
+        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    killed = None
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and killed is None and time.monotonic() < deadline:
+        path = tmp_path / "batch.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 2:  # one job done, two to go
+            workers = [
+                pid
+                for pid, (parent, cmd) in processes().items()
+                if parent == proc.pid and "spawn_main" in cmd
+            ]
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed is not None, "the batch ended before a worker could be killed"
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "3 done, 0 failed" in stdout and "a worker process died" in stderr
+    assert sorted(r["job"] for r in journal(tmp_path)[1:]) == ["a", "b", "frames_c"]
+    assert tree(tmp_path) == tree(reference)

@@ -311,7 +311,8 @@ class RayExecutor:
                     node = ray.get(ref)
                 except died as error:
                     if "creation task" in str(error):  # the worker's __init__ failed: fatal
-                        reason = _first_line(error)
+                        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+                        reason = lines[-1] if lines else type(error).__name__  # the cause
                         raise ValueError(f"the Ray workers cannot start: {reason}") from None
                     self._forget(actor)
                     self._spawn(starting)
