@@ -103,7 +103,7 @@ def run_processes(
         )
         futures: dict[Future[Any], int] = {}
         try:
-            while queue and len(futures) < 2 * workers:  # a few queued: the next starts at once
+            while queue and len(futures) < workers:  # only running jobs: a break costs them one try
                 index = queue.popleft()
                 futures[pool.submit(_process_run, tasks[index])] = index
             broken: BrokenProcessPool | None = None
