@@ -413,7 +413,9 @@ def main(argv=None) -> int:
     for f in range(F_):
         o = od["cond_frame_outputs"].get(f, od["non_cond_frame_outputs"].get(f))
         low[f] = o["pred_masks"][0, 0].numpy()
-    G["low_res_logits_f16"] = low.astype(np.float16)
+    sel = lowres_f16_frames(F_, [f for f in range(1, F_) if per[f]["drm_added"]])
+    G["low_res_logits_f16_frames"] = np.array(sel, np.int32)
+    G["low_res_logits_f16"] = low[sel].astype(np.float16)
     G["low_res_logits_f0_3"] = low[:4].copy()
     G["low_res_positive_bits"] = np.stack([packbits(low[f] > 0) for f in range(F_)])
     # candidate masks (after the object-absent replacement) at 256 and at video resolution
@@ -498,7 +500,7 @@ def main(argv=None) -> int:
     M = {}
     est_dec = [c for c in dec_calls if c["phase"] == "estimate_mask_from_box"]
     assert len(est_dec) == 1
-    M["est_dec_masks_all4"] = est_dec[0]["masks"].numpy()
+    M["est_dec_masks_all4_f16"] = est_dec[0]["masks"].numpy().astype(np.float16)
     M["est_dec_ious_all4"] = est_dec[0]["iou_pred"].numpy()
     M["est_dec_object_score_logits"] = est_dec[0]["obj"].numpy()
     M["est_dec_tokens_all4"] = est_dec[0]["tokens"].numpy()
@@ -538,7 +540,8 @@ def main(argv=None) -> int:
     M["f0_input_sha256_f32"] = np.array(sha256_bytes(x0.contiguous().numpy().tobytes()))
     M["f0_input_crop_rows0_8"] = x0[:, :8, :].numpy()
     M["meta_json"] = G["meta_json"]
-    np.savez_compressed(str(out_dir / "modules_init.npz"), **M)
+    mod_name = "modules_init.npz" if args.tag == "dam4sam_t_bedroom" else args.tag + ".modules_init.npz"
+    np.savez_compressed(str(out_dir / mod_name), **M)
 
     # ---------------- readable log + coverage --------------------------------------------
     log = dict(meta=meta, frames=[frame_json(per[f], G, f) for f in range(F_)])
@@ -548,6 +551,11 @@ def main(argv=None) -> int:
     (out_dir / ("coverage.json" if args.tag == "dam4sam_t_bedroom" else args.tag + ".coverage.json")).write_text(json.dumps(cov, indent=1))
     print(json.dumps(cov["summary"], indent=1))
     return 0
+
+
+def lowres_f16_frames(num_frames, drm_frames):
+    """Frames whose chosen low-res logits are stored (float16): every 5th frame + DRM frames."""
+    return sorted(set(range(0, num_frames, 5)) | set(int(f) for f in drm_frames))
 
 
 def _ver(name):
