@@ -19,6 +19,8 @@ from samurai.tracking.dam4sam_rules import (
     drm_size_ratio,
     evaluate_drm_rule,
     keep_largest_component,
+    select_drm_frames,
+    select_memory,
     vot_mask_bounds,
     vot_mask_to_rect,
     vot_rect_overlap,
@@ -131,3 +133,35 @@ def test_golden_coverage_record_is_complete():
         cov["summary"]["alternative IoU test <= 0.7"]
         and cov["summary"]["alternative IoU test > 0.7"]
     )
+
+
+@pytest.mark.skipif(not GOLDEN_FILES, reason="DAM4SAM golden data not present")
+@pytest.mark.parametrize("name", GOLDEN_FILES)
+def test_memory_selection_matches_official_on_every_frame(name):
+    """RAM/DRM memories (frames, source, temporal-encoding index, order) and object pointers,
+    identified in the official run from the exact memory tokens."""
+    G = np.load(GOLDEN_DIR / name)
+    F = len(G["frame_idx"])
+    visible = G["n_pixels_pos_lowres"] >= 1
+    for f in range(1, F):
+        cond = [int(t) for t in G["drm_frames_available"][f] if t >= 0]
+        cond_visible = {t: bool(visible[t]) for t in cond}
+        noncond_visible = {t: bool(visible[t]) for t in range(1, f) if t not in cond}
+        sel = select_memory(f, cond_visible, noncond_visible, num_frames=f + 1)
+        ctx = f"{name} frame {f}"
+        n = int((G["mem_frames"][f] >= 0).sum())
+        assert [e.frame for e in sel.entries] == list(G["mem_frames"][f, :n]), ctx
+        assert [int(e.from_cond) for e in sel.entries] == list(G["mem_is_drm"][f, :n]), ctx
+        assert [e.tpos_index for e in sel.entries] == list(G["mem_tpos_idx"][f, :n]), ctx
+        k = int((G["ptr_frames"][f] >= 0).sum())
+        assert [p.frame for p in sel.pointers] == list(G["ptr_frames"][f, :k]), ctx
+        assert [int(p.from_cond) for p in sel.pointers] == list(G["ptr_is_drm"][f, :k]), ctx
+        assert sel.ptr_t_diff_max == G["ptr_t_diff_max"][f], ctx
+
+
+def test_select_drm_frames_keeps_frame_0_and_skips_previous_frame():
+    assert select_drm_frames(10, [0, 2, 8, 9]) == (8, 0, 2)
+    assert select_drm_frames(30, [0, 2, 8, 14, 20, 26]) == (26, 0, 20, 14)
+    assert select_drm_frames(3, [0, 2]) == (0,)
+    with pytest.raises(KeyError):
+        select_drm_frames(5, [2])

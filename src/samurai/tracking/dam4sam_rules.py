@@ -1,4 +1,5 @@
-"""DAM4SAM's distractor-resolving-memory (DRM) update rule and the VOT conventions it uses.
+"""DAM4SAM's distractor-resolving-memory (DRM) update rule, its VOT conventions and its
+RAM/DRM memory selection.
 
 Pure, stateless pieces of the DAM4SAM tracker (``dam4sam_tracker.py`` of
 github.com/jovanavidenovic/DAM4SAM, commit 9c954504b39ebca4c412f207be0787c26bfac85a),
@@ -239,3 +240,136 @@ def evaluate_drm_rule(
         chosen_rect=chosen_rect,
         object_sizes=sizes,
     )
+
+
+# --------------------------------------------------------------------------- memory selection
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One attended spatial memory: its frame, whether it comes from the conditioning (DRM)
+    outputs (frame 0 and consolidated DRM frames) and the index k of the
+    ``maskmem_tpos_enc[k]`` added to its positional encoding."""
+
+    frame: int
+    from_cond: bool
+    tpos_index: int
+
+
+@dataclass(frozen=True)
+class PointerEntry:
+    frame: int
+    from_cond: bool
+    t_diff: int
+
+
+@dataclass(frozen=True)
+class MemorySelection:
+    drm_selected: tuple[int, ...]  # the DRM entries, in attention order
+    entries: tuple[MemoryEntry, ...]  # spatial memories in concatenation order
+    pointers: tuple[PointerEntry, ...]  # object pointers in concatenation order
+    ptr_t_diff_max: int  # normaliser of the pointer temporal encoding
+
+
+def select_drm_frames(
+    frame_idx: int, cond_frames: Sequence[int], max_cond: int = 4
+) -> tuple[int, ...]:
+    """DAM4SAM's ``select_closest_cond_frames``: the closest conditioning frame before
+    ``frame_idx - 1``, then frame 0, then the others closest to ``frame_idx`` (never
+    ``frame_idx - 1``), at most ``max_cond`` in all. ``cond_frames`` in insertion order."""
+    sel: list[int] = []
+    before = [t for t in cond_frames if t < frame_idx - 1]
+    if before and max(before) >= 0:
+        sel.append(max(before))
+    if 0 not in sel:
+        if 0 not in cond_frames:
+            raise KeyError(0)
+        sel.append(0)
+    num_remain = max_cond - len(sel)
+    rest = sorted(
+        (t for t in cond_frames if t not in sel and t != frame_idx - 1),
+        key=lambda x: abs(x - frame_idx),
+    )[: max(num_remain, 0)]
+    return (*sel, *rest)
+
+
+def select_memory(
+    frame_idx: int,
+    cond_visible: dict[int, bool],
+    noncond_visible: dict[int, bool],
+    num_frames: int,
+    num_maskmem: int = 7,
+    stride: int = 5,
+    max_cond: int = 4,
+    max_obj_ptrs: int = 16,
+) -> MemorySelection:
+    """Memories and object pointers attended by tracked frame ``frame_idx`` (DAM4SAM's
+    ``_prepare_memory_conditioned_features``, forward tracking).
+
+    ``cond_visible`` / ``noncond_visible``: the stored conditioning (frame 0 + consolidated
+    DRM frames, in insertion order) and non-conditioning (tracked) frames before
+    ``frame_idx``, each mapped to ``n_pixels_pos >= 1`` (the 256x256 chosen logits have a
+    positive pixel). ``num_frames``: the predictor's frame count (``frame_idx + 1`` in the
+    tracker). See ``tools/golden/dam4sam/SPEC.md`` section 3.2.
+    """
+    f = frame_idx
+    sel = select_drm_frames(f, list(cond_visible), max_cond)
+
+    def usable(p: int) -> bool:
+        return p in noncond_visible and noncond_visible[p] and p not in sel
+
+    ram: list[tuple[int, MemoryEntry | None]] = []
+    p = f - 1
+    for i in range(num_maskmem - 1 - (len(sel) - 1)):
+        found: tuple[int, bool] | None = None  # (frame, from_cond)
+        if i == 0:
+            p = f - 1
+            if p in cond_visible:
+                ok = cond_visible[p] and p not in sel
+                found = (p, True) if ok else None
+            else:
+                found = (p, False) if usable(p) else None
+            if found is None:
+                while True:
+                    p -= 1
+                    if p > 0:
+                        if usable(p):
+                            found = (p, False)
+                            break
+                    else:
+                        break
+        elif p >= 0:
+            p = ((p - 1) // stride) * stride
+            found = (p, False) if usable(p) else None
+            if found is None:
+                while True:
+                    p -= stride
+                    if p > 0:
+                        if usable(p):
+                            found = (p, False)
+                            break
+                    else:
+                        break
+        ram.append((p, None if found is None else MemoryEntry(found[0], found[1], -1)))
+    keyed: list[tuple[int, MemoryEntry | None]] = [(0, MemoryEntry(t, True, -1)) for t in sel]
+    keyed += ram
+    keyed.sort(key=lambda kv: kv[0])  # stable, like Python's sorted in the official code
+    total = len(keyed)
+    entries = []
+    for j, (key, e) in enumerate(keyed):
+        if e is None:
+            continue
+        t_pos = 0 if key == 0 else j
+        entries.append(MemoryEntry(e.frame, e.from_cond, total - t_pos - 1))
+
+    max_ptr = min(num_frames, max_obj_ptrs)
+    ptrs = [PointerEntry(t, True, abs(f - t)) for t in sel if t <= f]
+    unselected = {t: v for t, v in cond_visible.items() if t not in sel}
+    for t_diff in range(1, max_ptr):
+        t = f - t_diff
+        if t < 0 or t >= num_frames:
+            break
+        if t in noncond_visible:
+            if noncond_visible[t]:
+                ptrs.append(PointerEntry(t, False, t_diff))
+        elif unselected.get(t):
+            ptrs.append(PointerEntry(t, True, t_diff))
+    return MemorySelection(tuple(sel), tuple(entries), tuple(ptrs), max_ptr - 1)
