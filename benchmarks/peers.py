@@ -15,8 +15,9 @@ Modes:
            cannot change it; the SAMURAI fork's default is -1), SAMURAI runs the fork's -1.
   sizes    ours at image_size 256 / 512 / 1024, SAMURAI_ONEDNN=0 / 1 / auto (the shipped
            measured choice), per thread count.
-  load     ours and the official code with and without a background model process
-           (peers_lib/load.py: Hiera-T image encoder in a loop, 2 threads) on the same cores.
+  load     ours, the official code and HF with and without a background model process
+           (peers_lib/load.py: Hiera-T image encoder in a loop, 2 threads) on the same cores;
+           --env-variant OMP_WAIT_POLICY=PASSIVE adds every peer with that setting too.
 
     .venv/bin/python benchmarks/peers.py compare [--variants t,b+] [--threads 1,2]
         [--frames 20] [--repeats 3] [--plot] [--out out/peers/NAME]
@@ -81,10 +82,9 @@ def plan(args: argparse.Namespace) -> list[Config]:
                         base, peer=peer, mode=mode, obj_threshold=0.0 if peer == "hf" else None
                     )
                     out += [cfg, replace(cfg, load=True)]
-                    if peer == "ours":  # candidate settings against oversubscription
-                        for env in args.ours_env:
-                            pairs = tuple(tuple(kv.split("=", 1)) for kv in env.split(","))
-                            out += [replace(cfg, env=pairs), replace(cfg, env=pairs, load=True)]
+                    for env in args.env_variant:  # settings against oversubscription
+                        pairs = tuple(tuple(kv.split("=", 1)) for kv in env.split(","))
+                        out += [replace(cfg, env=pairs), replace(cfg, env=pairs, load=True)]
     return out
 
 
@@ -203,11 +203,11 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per child process")
     p.add_argument("--load-threads", type=int, default=2)
     p.add_argument(
-        "--ours-env",
+        "--env-variant",
         action="append",
         default=[],
         metavar="K=V[,K=V]",
-        help="load: also run ours with these environment settings (e.g. OMP_WAIT_POLICY=PASSIVE)",
+        help="load: also run every peer with these settings (e.g. OMP_WAIT_POLICY=PASSIVE)",
     )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", action="store_true")
