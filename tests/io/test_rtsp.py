@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from samurai.io.frames import open_source
+from samurai.io.video_reader import StreamSource
 from samurai.io.video_writer import write_video
 
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -106,6 +107,29 @@ def test_stream_end_is_one_warning_and_keeps_the_frames(
     assert [r.levelno for r in records] == [logging.WARNING]
     assert records[0].getMessage() == (
         f"stream {url} ended after {len(received)} frames (the source stopped sending)"
+    )
+
+
+def test_stalled_stream_times_out_with_one_warning(
+    rtsp_server: tuple[str, subprocess.Popen[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that stops sending without closing the connection (frozen)."""
+    url, server = rtsp_server
+    with caplog.at_level(logging.INFO, logger="samurai"), StreamSource(url, timeout=2.0) as source:
+        frames = source.iter_frames(0, None)
+        received = [next(frames)[1] for _ in range(3)]
+        server.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            received += [frame for _, frame in frames]
+            waited = time.monotonic() - started
+        finally:
+            server.send_signal(signal.SIGCONT)
+    assert 3 <= len(received) < NUM_FRAMES and waited < 30
+    records = [r for r in caplog.records if "ended after" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert records[0].getMessage() == (
+        f"stream {url} ended after {len(received)} frames (read failed: timed out waiting for data)"
     )
 
 

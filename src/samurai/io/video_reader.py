@@ -135,7 +135,9 @@ class _Decoder:
             except StopIteration:
                 return
             except (av.FFmpegError, OSError) as exc:
-                self.error = _reason(exc)
+                # the timeout interrupts a read with "Immediate exit requested"
+                timed_out = isinstance(exc, av.error.ExitError)
+                self.error = "timed out waiting for data" if timed_out else _reason(exc)
                 if self.warn:
                     logger.warning(
                         "%s: reading stopped after %d frames: %s",
