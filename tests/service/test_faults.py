@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from samurai.service.store import Store, VideoRecord, new_id
@@ -176,14 +177,19 @@ def test_database_turning_read_only_at_run_time(
     assert "Traceback" not in log, log
 
 
-def test_no_leaked_semaphores_at_shutdown(tmp_path: Path, tiny_checkpoint: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_clean_shutdown(tmp_path: Path, tiny_checkpoint: Path, sig: int) -> None:
+    """SIGTERM (systemd, docker stop) or Ctrl-C: no leaked semaphores, no traceback."""
     server = ServerProcess(tmp_path, tiny_checkpoint, workers=2)
     server.start()
-    server.stop()
+    assert server.proc is not None
+    workers = server.descendants()
+    server.proc.send_signal(sig)
+    server.proc.wait(60)
+    assert not psutil.wait_procs(workers, timeout=20)[1], "workers outlived the server"
     log = server.log.read_text()
     assert "leaked semaphore" not in log and "Traceback" not in log, log
-    assert server.proc is not None and server.proc.returncode == 0
-    shutil.rmtree(server.data_dir)
+    assert server.proc.returncode in (0, -signal.SIGTERM), server.proc.returncode
 
 
 def test_full_data_folder(tmp_path: Path, tiny_checkpoint: Path, clips: dict[str, Path]) -> None:

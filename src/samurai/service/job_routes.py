@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
+import sqlite3
 import time
 import zipfile
 from collections.abc import AsyncIterator
@@ -210,11 +212,16 @@ async def _event_stream(request: Request, state: ServiceState, job_id: str) -> A
     yield "retry: 2000\n\n"
     last, last_sent = "", time.monotonic()
     while True:
-        job = await run_in_threadpool(state.db().get_job, job_id)
+        try:
+            job = await run_in_threadpool(state.db().get_job, job_id)
+            video = await run_in_threadpool(state.db().get_video, job.video_id) if job else None
+        except sqlite3.Error as exc:  # the response has started: end the stream, not a 500
+            detail = json.dumps({"detail": f"the job database cannot be read ({exc})"})
+            yield f"event: error\ndata: {detail}\n\n"
+            return
         if job is None:
             yield f'event: deleted\ndata: {{"id": "{job_id}"}}\n\n'
             return
-        video = await run_in_threadpool(state.db().get_video, job.video_id)
         payload = job_out(job, video).model_dump_json()
         if job.state in TERMINAL_STATES:
             yield f"event: end\ndata: {payload}\n\n"
