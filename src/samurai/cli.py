@@ -75,7 +75,8 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input or failure, 130 interrupted)."""
+    """Run the CLI; returns the exit code: 0 ok, 1 some batch jobs failed, 2 bad input or failure,
+    130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (completed frames kept)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _chosen(argv)
     args = build_parser([command] if command in COMMANDS else []).parse_args(argv)

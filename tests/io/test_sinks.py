@@ -424,3 +424,29 @@ def test_full_disk_takes_the_frame_back_from_every_output(full_disk: Path) -> No
     for obj_id in (1, 2):
         path = full_disk / f"boxes_{obj_id}.incomplete.txt"
         assert len(lines(path)) == written if written else not path.exists()
+
+
+def test_a_failed_rerun_keeps_the_earlier_complete_outputs(tmp_path: Path) -> None:
+    sinks = make_sinks(tmp_path)
+    sinks.open(INFO)
+    for frame, result in zip(frames()[:3], RESULTS[:3], strict=True):
+        sinks.write(frame, result)
+    sinks.close(complete=True)
+    before = (tmp_path / "boxes_1.txt").read_text()
+    assert before.count("\n") == 3
+
+    rerun = make_sinks(tmp_path)  # same folder; interrupted after one frame
+    rerun.open(INFO)
+    assert (tmp_path / "boxes_1.txt").read_text() == before
+    rerun.write(frames()[0], RESULTS[0])
+    rerun.close(complete=False)
+    assert (tmp_path / "boxes_1.txt").read_text() == before
+    assert (tmp_path / "boxes_1.incomplete.txt").read_text().count("\n") == 1
+    assert len(list((tmp_path / "masks").iterdir())) == 3
+
+    third = make_sinks(tmp_path)  # a complete rerun replaces them
+    third.open(INFO)
+    third.write(frames()[0], RESULTS[0])
+    third.close(complete=True)
+    assert (tmp_path / "boxes_1.txt").read_text().count("\n") == 1
+    assert not (tmp_path / "boxes_1.incomplete.txt").exists()

@@ -60,7 +60,10 @@ class Staged:
         for path in (self.final, self.partial, self.incomplete):
             if not self.folder and path.is_dir():
                 raise IsADirectoryError(f"{path} is a folder; the output is a file")
-        for stale in (self.final, self.partial, self.incomplete):
+        # an earlier run's complete output stays until this one completes (finish replaces it):
+        # a rerun that fails or is interrupted never costs the user a finished result
+        _check_removable(self.final)
+        for stale in (self.partial, self.incomplete):
             _remove(stale)
         return self.partial
 
@@ -157,15 +160,18 @@ class TextOutput:
                 view = view[written:]
 
 
+def _check_removable(path: Path) -> None:
+    """Raise `FileExistsError` when ``path`` is a folder holding anything but frame PNGs."""
+    if path.is_dir() and any(not _FRAME_PNG.match(child.name) for child in path.iterdir()):
+        raise FileExistsError(f"{path} holds files other than frame PNGs; move it")
+
+
 def _remove(path: Path) -> None:
     """Delete an output file, or an output folder of frame PNGs (never anything else)."""
     if path.is_dir():
+        _check_removable(path)  # before deleting anything
         for child in path.iterdir():
-            if _FRAME_PNG.match(child.name):
-                child.unlink()
-        try:
-            path.rmdir()
-        except OSError as exc:
-            raise FileExistsError(f"{path} holds files other than frame PNGs; move it") from exc
+            child.unlink()
+        path.rmdir()
     elif path.exists() or path.is_symlink():
         path.unlink()
