@@ -123,3 +123,12 @@ def test_killing_the_second_nodes_raylet_mid_job_still_does_every_job_once(
     assert all(r["status"] == "done" for r in records)
     assert tree(tmp_path) == tree(reference)
     assert "a worker died running task" in stderr
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path: Path, videos: Path) -> None:
+    args = ["batch", videos / "manifest.jsonl", "--out", tmp_path, "--random-weights", "-q"]
+    proc = run_cli(*args, "--ray-address", "127.0.0.1:1", timeout=60)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == "samurai: error: cannot connect to Ray at 127.0.0.1:1: Connection refused\n"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -229,6 +230,7 @@ class RayExecutor:
                     logging_level=logging.WARNING,
                 )
             else:
+                _check_reachable(self.address)
                 try:
                     ray.init(address=self.address, logging_level=logging.WARNING)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -353,6 +355,20 @@ class RayExecutor:
             logger.debug("kill of a dead actor failed", exc_info=True)
         if actor in self._actors:
             self._actors.remove(actor)
+
+
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` that refuses connections is one line at once (``ray.init`` retries for
+    minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ValueError(f"cannot connect to Ray at {address}: {reason}") from None
 
 
 def _first_line(error: BaseException) -> str:

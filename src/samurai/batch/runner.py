@@ -125,18 +125,16 @@ class _Journal:
     def __init__(self, path: Path, run: dict[str, Any]) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            first, *rest = _read_lines(path) or [{}]
-            if first.get("run") != run:
-                raise ValueError(
-                    f"{path} holds a batch of other settings ({first.get('run')}); "
-                    "choose another --out"
-                )
-            for record in rest:
-                if isinstance(record.get("job"), str):
-                    self.records[record["job"]] = record
-        else:
+        first, *rest = (_read_lines(path) if path.is_file() else []) or [{}]
+        jobs = [r for r in rest if isinstance(r.get("job"), str)]
+        if first.get("run") != run and jobs:
+            raise ValueError(
+                f"{path} holds a batch of other settings ({first.get('run')}); choose another --out"
+            )
+        self.records = {r["job"]: r for r in jobs}
+        if first.get("run") != run:  # new, or no job ended under the old settings
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
             self._append({"run": run})
 
     def finished(self, job: BatchJob, out: Path) -> bool:
@@ -277,14 +275,17 @@ def _resolved(config: BatchConfig, manager: Any) -> ManagerSpec:
 
 def _run_settings(spec: ManagerSpec, manager: Any) -> dict[str, Any]:
     if manager is not None:
+        checkpoint = getattr(manager, "checkpoint", None)
         return {
             "variant": manager.variant,
+            "checkpoint": None if checkpoint is None else Path(checkpoint).name,
             "dtype": manager.dtype,
             "image_size": manager.image_size,
             "random_weights": bool(manager.random_weights),
         }
     return {
         "variant": spec.variant,
+        "checkpoint": None if spec.checkpoint is None else Path(spec.checkpoint).name,
         "dtype": spec.dtype,
         "image_size": spec.overrides.get("image_size", 1024),
         "random_weights": spec.random_weights,
