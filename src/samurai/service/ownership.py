@@ -110,8 +110,11 @@ def check_database(path: Path) -> None:
         DatabaseError: one line naming the file and the reason; the file is left untouched.
     """
     if not path.exists():
-        if not os.access(path.parent if path.parent.exists() else path.parent.parent, os.W_OK):
-            raise DatabaseError(f"job database {path}: its folder is not writable")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise DatabaseError(f"job database {path}: {folder} is not a writable folder")
         return
     if not path.is_file():
         raise DatabaseError(f"job database {path} is not a file (a folder or device is there)")

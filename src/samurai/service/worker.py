@@ -379,6 +379,7 @@ class WorkerPool:
                 else:
                     logger.error("%s died (exit code %s)", name, proc.exitcode)
                 self._unclaimed[name] = proc.exitcode
+                self._reclaim_all()
                 restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
                 if len(restarts) > 4 * self.settings.workers:  # crashing at start: back off
                     self._stopping.wait(10)
