@@ -12,7 +12,7 @@ from urllib.parse import quote as url_quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from service.helpers import ServerProcess
@@ -189,6 +189,47 @@ def test_fuzz_uploads_ids_and_queries(
             else:
                 url = f"/api/jobs/{quote(request[1])}/results/boxes"
                 check(client.get(url, params={"obj_id": request[2]}))
+
+        run()
+    log_is_clean(server, offset)
+
+
+def test_fuzz_headers(server: ServerProcess) -> None:
+    """Host, Origin, Authorization, Cookie, Sec-Fetch-Site and Content-Type of any shape."""
+    printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+    headers = st.fixed_dictionaries(
+        {},
+        optional={
+            "Host": st.one_of(
+                printable,
+                st.sampled_from(["127.0.0.1", "[::1]:1", "localhost:", ":", "[", "a:b:c"]),
+            ),
+            "Origin": st.one_of(
+                printable, st.sampled_from(["null", "http://[::1", "https://x:99999", server.url])
+            ),
+            "Authorization": st.one_of(printable, st.just("Bearer "), st.just("Bearer")),
+            "Cookie": st.one_of(printable, st.just("samurai_token=%ZZ; samurai_token=")),
+            "Sec-Fetch-Site": st.sampled_from(["cross-site", "same-origin", "none", ""]),
+            "Content-Type": st.one_of(
+                printable,
+                st.sampled_from(["multipart/form-data", "multipart/form-data; boundary="]),
+            ),
+        },
+    )
+    methods = st.sampled_from(["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH"])
+    paths = st.sampled_from(["/", "/healthz", "/api/jobs", "/api/videos", "/api/jobs/x", "/docs"])
+    offset = server.log.stat().st_size
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+
+        @FUZZ
+        @given(method=methods, path=paths, extra=headers, body=st.binary(max_size=200))
+        def run(method: str, path: str, extra: dict[str, str], body: bytes) -> None:
+            content = body if method in ("POST", "PUT", "PATCH") else None
+            try:
+                response = client.request(method, path, headers=extra, content=content)
+            except httpx.LocalProtocolError:  # the client itself refuses to send it
+                assume(False)
+            assert response.status_code < 500, (response.status_code, response.text[:300])
 
         run()
     log_is_clean(server, offset)
