@@ -4,6 +4,7 @@ every job completes exactly once and none is lost."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -125,3 +126,45 @@ def test_worker_crash_requeues_job_and_is_replaced(
     events = job_events(server.db, job_id)
     assert [e for e, _ in events] == ["queued", "claimed", "requeued", "claimed", "done"]
     assert "died (exit code -9)" in server.log.read_text()
+
+
+def test_frozen_worker_loses_its_job_by_lease(
+    tmp_path: Path, tiny_checkpoint: Path, clips: dict[str, Path]
+) -> None:
+    """SIGSTOP the worker holding a job: alive but silent, its lease lapses, the other worker
+    runs the job; after SIGCONT the frozen one finds it lost the job and stops quietly."""
+    server = ServerProcess(tmp_path, tiny_checkpoint, "--job-lease", "2", workers=2)
+    server.start()
+    frozen = None
+    try:
+        with server.client() as client, open(clips["long"], "rb") as f:
+            job_id = client.post(
+                "/api/jobs",
+                files={"video": ("long.mp4", f)},
+                data={"boxes": BOX, "max_frames": "6"},
+            ).json()["id"]
+            wait_progress(client, job_id, 1)
+            with sqlite3.connect(server.db) as conn:
+                (holder,) = conn.execute(
+                    "SELECT worker FROM jobs WHERE id = ?", (job_id,)
+                ).fetchone()
+            pids = dict(re.findall(r"started (\S+) \(pid (\d+)\)", server.log.read_text()))
+            frozen = psutil.Process(int(pids[holder]))
+            frozen.suspend()  # SIGSTOP
+            job = wait_job(client, job_id)
+            assert job["state"] == "done" and job["attempts"] == 2, job
+            frozen.resume()  # SIGCONT
+            folder = server.data_dir / "jobs" / job_id
+            for _ in range(100):
+                if sorted(p.name for p in folder.iterdir()) == ["2"]:
+                    break
+                time.sleep(0.1)
+            assert sorted(p.name for p in folder.iterdir()) == ["2"]
+            assert client.get(f"/api/jobs/{job_id}").json()["state"] == "done"
+    finally:
+        if frozen is not None and frozen.is_running():
+            frozen.resume()
+        server.stop()
+    events = job_events(server.db, job_id)
+    assert [e for e, _ in events] == ["queued", "claimed", "requeued", "claimed", "done"], events
+    assert "Traceback" not in server.log.read_text()

@@ -157,3 +157,30 @@ def test_only_worker_deaths_count_towards_failing_a_job(tmp_path: Path) -> None:
         assert job is not None
         assert job.state == ("failed" if death == MAX_ATTEMPTS else "queued"), (death, job)
     assert job.error is not None and f"{MAX_ATTEMPTS} times" in job.error
+
+
+def test_lapsed_lease_requeues_and_the_old_holder_is_locked_out(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    first, second = queue(store, 2)
+    assert store.claim_next("w1", lease_s=0.3) is not None
+    assert store.claim_next("w2", lease_s=0.3) is not None
+    for _ in range(3):  # w2 keeps renewing, w1 is silent (frozen, or a vanished executor)
+        time.sleep(0.15)
+        assert store.renew_lease(second, 1, 0.3)
+    assert store.requeue_expired() == [first]
+    job = store.get_job(first)
+    assert job is not None and job.state == "queued"
+    assert not store.renew_lease(first, 1, 0.3)  # the old holder learns it lost the job
+    assert not store.complete(first, 1, outputs={})
+    assert store.events(first)[-1]["detail"] == "lease expired: w1 stopped renewing it"
+    assert store.get_job(second).state == "running"  # type: ignore[union-attr]
+
+
+def test_old_database_gains_the_lease_column(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
+    (job_id,) = queue(Store(path))
+    assert Store(path).claim_next("w", lease_s=5).lease_until is not None  # type: ignore[union-attr]
+    assert job_id

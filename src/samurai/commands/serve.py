@@ -113,6 +113,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-queued", type=int, default=100, help="most waiting jobs (default 100)"
     )
     store.add_argument(
+        "--job-lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a running job whose worker stops renewing its lease this long (frozen, hung) "
+        "goes back to the queue (default 60)",
+    )
+    store.add_argument(
         "--max-resolution",
         type=_resolution,
         default=(4096, 4096),
@@ -185,6 +193,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         max_width=args.max_resolution[0],
         max_height=args.max_resolution[1],
         max_megapixels=args.max_megapixels,
+        job_lease_s=args.job_lease,
     )
 
 

@@ -80,6 +80,8 @@ class ServiceSettings:
         max_height: tallest accepted video frame, in pixels.
         max_megapixels: most decoded pixels per job (frames x width x height), in millions.
         preview_max_side: frames served as JPEG are scaled to fit this many pixels.
+        job_lease_s: a worker renews its job's lease every quarter of this; a job whose lease
+            lapses (frozen or vanished holder) goes back to the queue.
     """
 
     host: str = "127.0.0.1"
@@ -105,6 +107,7 @@ class ServiceSettings:
     max_height: int = 4096
     max_megapixels: float = 200_000.0
     preview_max_side: int = 1920
+    job_lease_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -115,6 +118,8 @@ class ServiceSettings:
             raise ValueError("max_width, max_height and preview_max_side must be positive")
         if not self.max_megapixels > 0:
             raise ValueError("max_megapixels must be positive")
+        if not self.job_lease_s >= 1:
+            raise ValueError("job_lease_s must be at least 1 second")
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the token must have at least {MIN_TOKEN_LENGTH} characters")
         if self.token is None and not is_loopback(self.host):

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
 CREATE TABLE IF NOT EXISTS service_health (
@@ -125,6 +126,8 @@ class JobRecord:
         worker: name of the worker holding or last holding it.
         created: UNIX time.
         updated: UNIX time of the last change.
+        lease_until: UNIX time until which the holder's lease runs (state running); the holder
+            renews it while it works, and the job goes back to the queue once it lapses.
     """
 
     id: str
@@ -141,6 +144,7 @@ class JobRecord:
     worker: str | None
     created: float
     updated: float
+    lease_until: float | None = None
 
 
 def new_id() -> str:
@@ -176,7 +180,11 @@ class Store:
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(_SCHEMA)  # commits on its own: no BEGIN around it
+        db = self._connection()
+        db.executescript(_SCHEMA)  # commits on its own: no BEGIN around it
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "lease_until" not in columns:  # a database of an earlier version
+            db.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -364,23 +372,49 @@ class Store:
 
     # jobs: the worker side
 
-    def claim_next(self, worker: str) -> JobRecord | None:
-        """Atomically take the oldest queued job for ``worker``; None when the queue is empty."""
+    def claim_next(self, worker: str, *, lease_s: float = 60.0) -> JobRecord | None:
+        """Atomically take the oldest queued job for ``worker`` with a lease of ``lease_s``
+        seconds (renew it with `renew_lease`); None when the queue is empty."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT id FROM jobs WHERE state = 'queued' ORDER BY created, rowid LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
+            now = time.time()
             db.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, "
-                "progress = 0, frames_done = 0, fps = NULL, error = NULL, updated = ? "
-                "WHERE id = ? AND state = 'queued'",
-                (worker, time.time(), row["id"]),
+                "progress = 0, frames_done = 0, fps = NULL, error = NULL, updated = ?, "
+                "lease_until = ? WHERE id = ? AND state = 'queued'",
+                (worker, now, now + lease_s, row["id"]),
             )
             job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
             self._event(db, job.id, "claimed", job.attempts, worker)
         return job
+
+    def renew_lease(self, job_id: str, attempt: int, lease_s: float) -> bool:
+        """Extend the holder's lease (its heartbeat); False when the attempt lost the job."""
+        with self._transaction() as db:
+            renewed = db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running' "
+                "AND attempts = ?",
+                (time.time() + lease_s, job_id, attempt),
+            ).rowcount
+        return renewed == 1
+
+    def requeue_expired(self) -> list[str]:
+        """Put running jobs whose lease lapsed back in the queue: their holder is gone or hung
+        (a remote executor that vanished, a frozen process)."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, attempts, worker FROM jobs WHERE state = 'running' "
+                "AND lease_until IS NOT NULL AND lease_until < ?",
+                (time.time(),),
+            ).fetchall()
+            for row in rows:
+                reason = f"lease expired: {row['worker']} stopped renewing it"
+                self._requeue(db, row["id"], row["attempts"], reason)
+        return [row["id"] for row in rows]
 
     def report_progress(
         self, job_id: str, attempt: int, *, frames_done: int, num_frames: int | None, fps: float

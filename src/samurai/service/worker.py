@@ -133,7 +133,7 @@ class JobRunner:
         failing = False
         while not self.should_exit():
             try:
-                job = self.store.claim_next(self.name)
+                job = self.store.claim_next(self.name, lease_s=self.settings.job_lease_s)
             except sqlite3.Error as exc:  # read-only or full disk: wait for it to be fixed
                 if not failing:
                     logger.error("cannot claim jobs: the job database failed: %s", exc)
@@ -182,10 +182,36 @@ class JobRunner:
                 torch.cuda.empty_cache()
 
     def run(self, job: JobRecord) -> None:
-        """Run one claimed attempt; every outcome ends in the store (or the job was lost)."""
+        """Run one claimed attempt, renewing its lease meanwhile; every outcome ends in the
+        store (or the job was lost)."""
+        control = _JobControl(self.store, job, self.should_exit)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(job, control, stop), name="lease", daemon=True
+        )
+        heartbeat.start()
+        try:
+            self._run(job, control)
+        finally:
+            stop.set()
+            heartbeat.join()
+
+    def _heartbeat(self, job: JobRecord, control: _JobControl, stop: threading.Event) -> None:
+        lease_s = self.settings.job_lease_s
+        try:
+            while not stop.wait(lease_s / 4):
+                try:
+                    if not self.store.renew_lease(job.id, job.attempts, lease_s):
+                        control.lost = True  # cancelled, or re-queued after a lapse
+                        return
+                except sqlite3.Error as exc:  # the lease may lapse; the attempt token still rules
+                    logger.debug("job %s: lease not renewed: %s", job.id, exc)
+        finally:
+            self.store.close()
+
+    def _run(self, job: JobRecord, control: _JobControl) -> None:
         params = JobParams.from_dict(job.params)
         out = job_dir(self.settings.data_dir, job.id) / str(job.attempts)
-        control = _JobControl(self.store, job, self.should_exit)
         try:
             video = self.store.get_video(job.video_id)
             if video is None:
@@ -369,7 +395,11 @@ class WorkerPool:
         finally:
             self._started.set()
         restarts: list[float] = []
+        last_lease_check = 0.0
         while not self._stopping.wait(0.5):
+            if time.monotonic() - last_lease_check > min(5.0, self.settings.job_lease_s / 4):
+                last_lease_check = time.monotonic()
+                self._requeue_expired()
             for slot, (name, proc) in list(self._processes.items()):
                 if proc.is_alive():
                     continue
@@ -387,6 +417,15 @@ class WorkerPool:
                     self._spawn(slot)
             self._reclaim_all()
         self._shutdown()
+
+    def _requeue_expired(self) -> None:
+        try:
+            expired = self.store.requeue_expired()
+        except sqlite3.Error as exc:
+            logger.debug("cannot check job leases: %s", exc)
+            return
+        for job_id in expired:
+            logger.warning("job %s re-queued: its worker stopped renewing its lease", job_id)
 
     def _reclaim_all(self) -> None:
         """Re-queue the jobs of dead workers; retried while the database cannot be written."""
