@@ -1,8 +1,9 @@
 """``samurai batch`` on Ray: a local instance (``--ray-address local``) and a real two-node
 cluster on this machine (``ray start --head`` plus ``ray start --address`` with its own temp
 folder and a custom resource). Results must equal the local worker pool's byte for byte,
-also when the second node's raylet is killed in the middle of a job; a task that kills its
-worker every time fails after a bounded number of attempts, with the reason.
+also when the second node is lost (its raylet and busy worker SIGKILLed) in the middle of a
+job; a task that kills its worker every time fails after a bounded number of attempts, with
+the reason.
 """
 
 from __future__ import annotations
@@ -109,8 +110,14 @@ def test_killing_the_second_nodes_raylet_mid_job_still_does_every_job_once(
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         table = processes()  # a worker of the second node in the middle of a job
-        if any(p == raylet and cmd.startswith("ray::BatchWorker.run") for p, cmd in table.values()):
+        busy = [
+            pid
+            for pid, (parent, cmd) in table.items()
+            if parent == raylet and cmd.startswith("ray::BatchWorker.run")
+        ]
+        if busy:  # the node is lost: its raylet, then the worker (which could still finish)
             os.kill(raylet, signal.SIGKILL)
+            os.kill(busy[0], signal.SIGKILL)
             killed = True
             break
         time.sleep(0.02)

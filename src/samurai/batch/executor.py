@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -129,6 +128,19 @@ def run_processes(
                 logger.warning("a worker process died (%s); restarting the workers", broken)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Dispatch:
+    """The bookkeeping of one `RayExecutor.run`: queued task indices, deaths per task, inputs
+    prepared, workers starting, busy (ref -> (actor, index)) and idle."""
+
+    queue: deque[int]
+    deaths: Counter[int] = field(default_factory=Counter)
+    prepared: dict[int, Any] = field(default_factory=dict)
+    starting: dict[Any, Any] = field(default_factory=dict)
+    busy: dict[Any, tuple[Any, int]] = field(default_factory=dict)
+    idle: list[Any] = field(default_factory=list)
 
 
 def _lost(count: int, cause: str) -> str:
@@ -277,76 +289,80 @@ class RayExecutor:
 
     def run(self, tasks: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
         """Yield ``(index, outcome)`` for every task, as they end."""
-        ray = self.ray
-        died = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
-        queue = deque(range(len(tasks)))
-        deaths: Counter[int] = Counter()
-        prepared: dict[int, Any] = {}
-        starting: dict[Any, Any] = {}
-        busy: dict[Any, tuple[Any, int]] = {}
-        idle: list[Any] = []
+        state = _Dispatch(queue=deque(range(len(tasks))))
         for _ in range(min(self.workers, len(tasks))):
-            self._spawn(starting)
-        waiting_since = time.monotonic()
-        while queue or busy:
-            while idle and queue:
-                index = queue.popleft()
-                if index not in prepared:
-                    try:
-                        prepared[index] = self._prepare(tasks[index])
-                    except Exception as error:  # e.g. the input cannot be read on the driver
-                        yield index, error
-                        continue
-                actor = idle.pop()
-                busy[actor.run.remote(prepared[index])] = (actor, index)
-            if not busy and not starting:
-                self._spawn(starting)
-            ready, _ = ray.wait([*starting, *busy], num_returns=1, timeout=60.0)
+            self._spawn(state.starting)
+        while state.queue or state.busy:
+            yield from self._hand_out(tasks, state)
+            if not state.busy and not state.starting:
+                self._spawn(state.starting)
+            ready, _ = self.ray.wait([*state.starting, *state.busy], num_returns=1, timeout=60.0)
             if not ready:
-                if not busy and time.monotonic() - waiting_since > 60:
+                if not state.busy:
                     logger.warning("waiting for Ray to place a worker (is the cluster big enough?)")
                 continue
-            [ref] = ready
-            if ref in starting:
-                actor = starting.pop(ref)
+            if ready[0] in state.starting:
+                self._worker_started(ready[0], state)
+            else:
+                yield from self._task_ended(ready[0], state)
+
+    def _hand_out(self, tasks: Sequence[Any], state: _Dispatch) -> Iterator[tuple[int, Outcome]]:
+        """Give queued tasks to idle workers (a task's input is prepared once, on first use)."""
+        while state.idle and state.queue:
+            index = state.queue.popleft()
+            if index not in state.prepared:
                 try:
-                    node = ray.get(ref)
-                except died as error:
-                    if "creation task" in str(error):  # the worker's __init__ failed: fatal
-                        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-                        reason = lines[-1] if lines else type(error).__name__  # the cause
-                        raise ValueError(f"the Ray workers cannot start: {reason}") from None
-                    self._forget(actor)
-                    self._spawn(starting)
+                    state.prepared[index] = self._prepare(tasks[index])
+                except Exception as error:  # e.g. the input cannot be read on the driver
+                    yield index, error
                     continue
-                logger.info("a batch worker is ready on node %s", node)
-                idle.append(actor)
-                continue
-            actor, index = busy.pop(ref)
-            waiting_since = time.monotonic()
-            try:
-                outcome = ray.get(ref)
-            except died as error:
-                deaths[index] += 1
-                self._forget(actor)
-                logger.warning("a worker died running task %d: %s", index, _first_line(error))
-                if deaths[index] >= self.max_attempts:
-                    prepared.pop(index, None)
-                    yield index, WorkerLost(_lost(deaths[index], _first_line(error)))
-                else:
-                    queue.appendleft(index)
-                self._spawn(starting)
-                continue
-            except ray.exceptions.RayTaskError as error:
-                outcome = getattr(error, "cause", None) or error
-            except Exception as error:
-                outcome = error
-            idle.append(actor)
-            prepared.pop(index, None)
-            node = getattr(outcome, "node", None)
-            if node is not None:
-                self.nodes[str(node)] += 1
-            yield index, outcome
+            actor = state.idle.pop()
+            state.busy[actor.run.remote(state.prepared[index])] = (actor, index)
+
+    def _worker_started(self, ref: Any, state: _Dispatch) -> None:
+        actor = state.starting.pop(ref)
+        try:
+            node = self.ray.get(ref)
+        except self._died as error:
+            if "creation task" in str(error):  # the worker's __init__ failed: fatal
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                reason = lines[-1] if lines else type(error).__name__  # the cause
+                raise ValueError(f"the Ray workers cannot start: {reason}") from None
+            self._forget(actor)  # its node went away before it started: start another
+            self._spawn(state.starting)
+            return
+        logger.info("a batch worker is ready on node %s", node)
+        state.idle.append(actor)
+
+    def _task_ended(self, ref: Any, state: _Dispatch) -> Iterator[tuple[int, Outcome]]:
+        actor, index = state.busy.pop(ref)
+        try:
+            outcome = self.ray.get(ref)
+        except self._died as error:  # the worker died: queue the task again, replace the worker
+            state.deaths[index] += 1
+            self._forget(actor)
+            self._spawn(state.starting)
+            logger.warning("a worker died running task %d: %s", index, _first_line(error))
+            if state.deaths[index] < self.max_attempts:
+                state.queue.appendleft(index)
+                return
+            state.prepared.pop(index, None)
+            yield index, WorkerLost(_lost(state.deaths[index], _first_line(error)))
+            return
+        except self.ray.exceptions.RayTaskError as error:
+            outcome = getattr(error, "cause", None) or error
+        except Exception as error:
+            outcome = error
+        state.idle.append(actor)
+        state.prepared.pop(index, None)
+        node = getattr(outcome, "node", None)
+        if node is not None:
+            self.nodes[str(node)] += 1
+        yield index, outcome
+
+    @property
+    def _died(self) -> tuple[type[BaseException], ...]:
+        return (self.ray.exceptions.RayActorError, self.ray.exceptions.ObjectLostError)
 
     def _forget(self, actor: Any) -> None:
         try:

@@ -207,7 +207,7 @@ def run_batch(
     journal = _Journal(config.out / JOURNAL, _run_settings(spec, manager))
     skipped = tuple(job.job_id for job in jobs if journal.finished(job, config.out))
     todo = [job for job in jobs if job.job_id not in skipped]
-    total, finished, failed_count = len(jobs), 0, 0
+    total, finished = len(jobs), 0
     for job_id in skipped:
         finished += 1
         if progress is not None:
@@ -220,35 +220,41 @@ def run_batch(
     nodes: dict[str, int] = {}
     for job, outcome in _execute(todo, config, spec, manager):
         finished += 1
-        if isinstance(outcome, JobReport) and outcome.files is not None:
-            try:
-                write_shipped(outcome, config.out / job.job_id)
-            except OSError as error:
-                outcome = error
-        if isinstance(outcome, JobReport):
-            journal.record(
-                job,
-                status="done",
-                frames=outcome.frames,
-                seconds=round(outcome.seconds, 3),
-                outputs=list(outcome.outputs),
-                node=outcome.node,
-            )
+        report = _settle(job, outcome, journal, config.out)
+        status, count = "failed", 0
+        if isinstance(report, JobReport):
             done.append(job.job_id)
-            frames += outcome.frames
-            nodes[outcome.node] = nodes.get(outcome.node, 0) + 1
-            status = "done"
+            status, count = "done", report.frames
+            nodes[report.node] = nodes.get(report.node, 0) + 1
         else:
-            reason = _reason(outcome)
-            logger.error("%s failed: %s", job.job_id, reason)
-            journal.record(job, status="failed", reason=reason)
-            failed[job.job_id] = reason
-            failed_count += 1
-            status = "failed"
+            failed[job.job_id] = report
+        frames += count
         if progress is not None:
-            count = outcome.frames if isinstance(outcome, JobReport) else 0
-            progress(BatchProgress(job.job_id, status, finished, total, failed_count, count))
+            progress(BatchProgress(job.job_id, status, finished, total, len(failed), count))
     return BatchSummary(tuple(done), failed, skipped, frames, nodes)
+
+
+def _settle(job: BatchJob, outcome: Outcome, journal: _Journal, out: Path) -> JobReport | str:
+    """Write a shipped job's files, record the job; its report, or the failure's reason."""
+    if isinstance(outcome, JobReport) and outcome.files is not None:
+        try:
+            write_shipped(outcome, out / job.job_id)
+        except OSError as error:
+            outcome = error
+    if isinstance(outcome, JobReport):
+        journal.record(
+            job,
+            status="done",
+            frames=outcome.frames,
+            seconds=round(outcome.seconds, 3),
+            outputs=list(outcome.outputs),
+            node=outcome.node,
+        )
+        return outcome
+    reason = _reason(outcome)
+    logger.error("%s failed: %s", job.job_id, reason)
+    journal.record(job, status="failed", reason=reason)
+    return reason
 
 
 def _reason(error: BaseException) -> str:
