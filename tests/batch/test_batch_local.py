@@ -175,3 +175,30 @@ def test_a_killed_worker_process_gets_its_jobs_redone(
     assert "3 done, 0 failed" in stdout and "a worker process died" in stderr
     assert sorted(r["job"] for r in journal(tmp_path)[1:]) == ["a", "b", "frames_c"]
     assert tree(tmp_path) == tree(reference)
+
+
+def test_ctrl_c_stops_the_batch_with_130_and_says_how_to_resume(
+    videos: Path, seeded_checkpoint: Path, tmp_path: Path
+) -> None:
+    args = ["batch", videos / "manifest.jsonl", "--out", tmp_path, "--workers", "2"]
+    args += ["--threads", "1", "--checkpoint", seeded_checkpoint, *SIZE]
+    proc = subprocess.Popen(
+        [*CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        table = processes()
+        if sum(parent == proc.pid and "spawn_main" in cmd for parent, cmd in table.values()) == 2:
+            break  # both workers started
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.endswith("samurai: interrupted; finished videos are kept, and the same "
+                           "command again does the others\n")  # fmt: skip
+    assert "Traceback" not in stderr and stdout == ""

@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samurai.commands import add_model_options, common_options, random_weights_banner
+from samurai.commands import (
+    EXIT_INTERRUPTED,
+    add_model_options,
+    common_options,
+    random_weights_banner,
+)
 from samurai.io.outputs import ALL_OUTPUTS
 
 __all__ = ["EXIT_FAILED", "register", "run"]
@@ -149,8 +154,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(random_weights_banner(variant))
     from samurai.batch import run_batch
 
-    with _JobBar(quiet=args.quiet, total=len(jobs)) as bar:
-        summary = run_batch(jobs, config, progress=bar)
+    try:
+        with _JobBar(quiet=args.quiet, total=len(jobs)) as bar:
+            summary = run_batch(jobs, config, progress=bar)
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "\nsamurai: interrupted; finished videos are kept, and the same command again "
+            "does the others\n"
+        )
+        return EXIT_INTERRUPTED
     sys.stdout.write("\n".join(summary.lines()) + "\n")
     if summary.failed:
         return EXIT_FAILED
