@@ -126,11 +126,23 @@ class JobReport:
 class BatchWorker:
     """One model, many jobs: a process-pool worker's state, a Ray actor, or in-process."""
 
-    def __init__(self, spec: ManagerSpec, threads: int | None = None, manager: Any = None) -> None:
+    def __init__(
+        self,
+        spec: ManagerSpec,
+        threads: int | None = None,
+        manager: Any = None,
+        devices: Any = None,
+    ) -> None:
+        """``devices``: a queue of device names (``cuda:0``, ``cuda:1``, ...) this worker takes
+        one from: local processes spread over several GPUs (Ray assigns GPUs itself)."""
         import torch
 
         if threads is not None:
             torch.set_num_threads(threads)
+        if devices is not None:
+            device = devices.get()
+            devices.put(device)  # back in line: a restarted pool's workers find it again
+            spec = ManagerSpec(**{**spec.__dict__, "device": device})
         self.manager = spec.build() if manager is None else manager
 
     def ready(self) -> str:
