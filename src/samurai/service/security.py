@@ -147,7 +147,8 @@ class Guard:
             cross = True
         if cross and (method not in SAFE_METHODS or method == "OPTIONS"):
             what = "CORS is off" if not self.cors else "the origin is not in --cors-origin"
-            return 403, f"cross-origin {method} from {origin or 'another site'!r} refused ({what})"
+            source = origin[:80] if origin else "another site"
+            return 403, f"cross-origin {method} from {source!r} refused ({what})"
         if self.token is None or not scope.get("path", "").startswith("/api"):
             return None
         if method == "OPTIONS" and origin is not None:
