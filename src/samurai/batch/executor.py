@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -105,7 +106,7 @@ def run_processes(
         try:
             while queue and len(futures) < workers:  # only running jobs: a break costs them one try
                 index = queue.popleft()
-                futures[pool.submit(_process_run, tasks[index])] = index
+                futures[_submit(pool, tasks[index])] = index
             broken: BrokenProcessPool | None = None
             while futures:
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -123,7 +124,7 @@ def run_processes(
                     yield index, error if error is not None else future.result()
                     if queue and broken is None:
                         index = queue.popleft()
-                        futures[pool.submit(_process_run, tasks[index])] = index
+                        futures[_submit(pool, tasks[index])] = index
             if broken is not None:
                 logger.warning("a worker process died (%s); restarting the workers", broken)
         finally:
@@ -141,6 +142,19 @@ class _Dispatch:
     starting: dict[Any, Any] = field(default_factory=dict)
     busy: dict[Any, tuple[Any, int]] = field(default_factory=dict)
     idle: list[Any] = field(default_factory=list)
+
+
+def _submit(pool: ProcessPoolExecutor, task: Any) -> Future[Any]:
+    """``pool.submit``, with SIGINT ignored meanwhile on the main thread: a worker process it
+    starts inherits that, so a Ctrl-C while it imports prints no traceback (its initializer
+    then makes SIGINT a silent exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        return pool.submit(_process_run, task)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return pool.submit(_process_run, task)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _lost(count: int, cause: str) -> str:

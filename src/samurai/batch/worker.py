@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ class BatchWorker:
         if devices is not None:
             device = devices.get()
             devices.put(device)  # back in line: a restarted pool's workers find it again
-            spec = ManagerSpec(**{**spec.__dict__, "device": device})
+            spec = replace(spec, device=device)
         self.manager = spec.build() if manager is None else manager
 
     def ready(self) -> str:
@@ -167,7 +167,7 @@ class BatchWorker:
                 for path in sorted(out.rglob("*"))
                 if path.is_file()
             }
-            return JobReport(**{**report.__dict__, "files": files})
+            return replace(report, files=files)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
