@@ -11,6 +11,9 @@ import numpy as np
 
 from .common import load_masks
 
+TIME_TARGET = {"hf": 0.5, "official": 0.35}
+"""Issue #21's per-frame targets for ours in float32, as a ratio to the peer."""
+
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per configuration label: median / min / max of the steady means over repeats."""
@@ -132,6 +135,12 @@ def ratios(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "vs": o["label"],
                         "time_ratio": seconds(e) / seconds(o),
                         "rss_ratio": (e["rss_median_mib"] or 0) / (o["rss_median_mib"] or 1),
+                        # issue #21, float32: <= 0.5x HF and <= 0.35x the official code per
+                        # frame, peak RSS no higher than HF's
+                        "time_target": TIME_TARGET[other]
+                        if e["config"]["dtype"] == "float32"
+                        else None,
+                        "rss_target": 1.0 if other == "hf" else None,
                     }
                 )
     return out
@@ -159,9 +168,11 @@ def markdown(
             f"{rng} | {_num(e['rss_median_mib'], 0)} | {_num(e['setup_median_s'], 1)} |"
         )
     if rat:
-        lines += ["", "| ours | vs | time ratio | peak RSS ratio |", "|---|---|---|---|"]
+        lines += ["", "| ours | vs | time ratio (target) | peak RSS ratio (target) |"]
+        lines += ["|---|---|---|---|"]
         lines += [
-            f"| {r['ours']} | {r['vs']} | {r['time_ratio']:.2f}x | {r['rss_ratio']:.2f}x |"
+            f"| {r['ours']} | {r['vs']} | {r['time_ratio']:.2f}x{_target(r, 'time')} | "
+            f"{r['rss_ratio']:.2f}x{_target(r, 'rss')} |"
             for r in rat
         ]
     if checks:
@@ -179,6 +190,13 @@ def markdown(
                 f"{c['max_diff_px']} | {c['min_iou']:.4f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _target(r: dict[str, Any], kind: str) -> str:
+    target = r.get(f"{kind}_target")
+    if target is None:
+        return ""
+    return f" (<= {target:.2f}x: {'met' if r[f'{kind}_ratio'] <= target else 'NOT met'})"
 
 
 def _num(x: float | None, digits: int) -> str:
