@@ -13,6 +13,7 @@ from samurai import allocator
 _PROBE = """
 import resource, sys
 import torch
+import samurai.tracking.predictor  # applies the setting after the model's imports, as here
 from samurai.allocator import reuse_freed_memory
 
 def faults_of_one_frame_like_cycle() -> int:

@@ -81,8 +81,15 @@ def test_skipping_packages_is_explicit(repo: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_test_is_what_ci_runs() -> None:
+    # outside any calling make (CI runs `make test`, which runs this test)
+    environ = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     dry = subprocess.run(
-        ["make", "-n", "test"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "test"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [

@@ -180,7 +180,13 @@ def test_a_killed_worker_process_gets_its_jobs_redone(
 def test_ctrl_c_stops_the_batch_with_130_and_says_how_to_resume(
     videos: Path, seeded_checkpoint: Path, tmp_path: Path
 ) -> None:
-    args = ["batch", videos / "manifest.jsonl", "--out", tmp_path, "--workers", "2"]
+    # 24 jobs: still running when both workers are up, whatever the machine's load
+    lines = [
+        json.dumps({"video": str(videos / "a.mp4"), "id": f"a-{k}", "box": "20,25,36,30"}) + "\n"
+        for k in range(24)
+    ]
+    (tmp_path / "many.jsonl").write_text("".join(lines))
+    args = ["batch", tmp_path / "many.jsonl", "--out", tmp_path / "out", "--workers", "2"]
     args += ["--threads", "1", "--checkpoint", seeded_checkpoint, *SIZE]
     proc = subprocess.Popen(
         [*CLI, *map(str, args)],
@@ -196,6 +202,7 @@ def test_ctrl_c_stops_the_batch_with_130_and_says_how_to_resume(
         if sum(parent == proc.pid and "spawn_main" in cmd for parent, cmd in table.values()) == 2:
             break  # both workers started
         time.sleep(0.05)
+    assert proc.poll() is None, "the batch ended before both workers were seen"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-3000:]

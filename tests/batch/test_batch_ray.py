@@ -8,6 +8,7 @@ the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,17 +52,36 @@ def test_ray_address_local_needs_no_cluster(
     assert tree(tmp_path) == tree(reference)
 
 
+def repeated_manifest(videos: Path, folder: Path, copies: int) -> Path:
+    """The test manifest ``copies`` times over, job ids ``<id>-<k>`` (absolute video paths)."""
+    lines = []
+    for k in range(copies):
+        for line in (videos / "manifest.jsonl").read_text().splitlines():
+            job = json.loads(line)
+            job["id"] = f"{job.get('id', Path(job['video']).stem)}-{k}"
+            job["video"] = str(videos / job["video"])
+            lines.append(json.dumps(job) + "\n")
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(lines))
+    return manifest
+
+
 def test_two_nodes_give_the_local_files(
     cluster: LocalRayCluster, pool_run, videos: Path, seeded_checkpoint: Path, tmp_path: Path
 ) -> None:
     _, reference = pool_run
-    args = batch_args(videos, tmp_path, seeded_checkpoint, cluster.address)
+    # enough jobs that the worker that starts first cannot do them all before the other is up
+    copies = 4
+    args = batch_args(videos, tmp_path / "out", seeded_checkpoint, cluster.address)
+    args[1] = repeated_manifest(videos, tmp_path, copies)
     proc = subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, env=cluster.env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert tree(tmp_path) == tree(reference)
-    nodes = {record["node"] for record in journal(tmp_path)[1:]}
+    for job in ("a", "b", "frames_c"):
+        for k in range(copies):
+            assert tree(tmp_path / "out" / f"{job}-{k}") == tree(reference / job), (job, k)
+    nodes = {record["node"] for record in journal(tmp_path / "out")[1:]}
     assert len(nodes) == 2  # one worker per node: both nodes tracked and shipped results back
 
 
