@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,22 @@ def test_ctrl_c_stops_the_batch_with_130_and_says_how_to_resume(
     assert stderr.endswith("samurai: interrupted; finished videos are kept, and the same "
                            "command again does the others\n")  # fmt: skip
     assert "Traceback" not in stderr and stdout == ""
+
+
+class _CtrlCDuringSubmit(ProcessPoolExecutor):
+    """A real pool that gets a real SIGINT while it starts its worker process."""
+
+    def submit(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return super().submit(*args, **kwargs)
+
+
+def test_ctrl_c_while_a_worker_starts_is_not_lost() -> None:
+    from samurai.batch import executor
+
+    pool = _CtrlCDuringSubmit(1, mp_context=get_context("spawn"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor._submit(pool, "task")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -71,8 +71,11 @@ _WORKER: Any = None
 
 def _init_process(factory: WorkerFactory) -> None:
     global _WORKER  # one worker (one model) per process, built once
-    # Ctrl-C reaches the whole process group: workers leave silently, the driver reports it
+    # Ctrl-C reaches the whole process group: workers leave silently, the driver reports it.
+    # The process started with SIGINT blocked (see _submit): one that came meanwhile is
+    # delivered on unblocking, to this handler.
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         _WORKER = factory.build()
     except Exception as error:  # every task of this process then fails with the reason
@@ -145,16 +148,17 @@ class _Dispatch:
 
 
 def _submit(pool: ProcessPoolExecutor, task: Any) -> Future[Any]:
-    """``pool.submit``, with SIGINT ignored meanwhile on the main thread: a worker process it
-    starts inherits that, so a Ctrl-C while it imports prints no traceback (its initializer
-    then makes SIGINT a silent exit)."""
+    """``pool.submit``, with SIGINT blocked meanwhile on the main thread: a worker process it
+    starts inherits the mask, so a Ctrl-C while it imports prints no traceback (its initializer
+    makes SIGINT a silent exit, then unblocks it). Blocked, not ignored: a Ctrl-C that comes
+    during the submit stays pending and stops the driver right after, instead of being lost."""
     if threading.current_thread() is not threading.main_thread():
         return pool.submit(_process_run, task)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         return pool.submit(_process_run, task)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _lost(count: int, cause: str) -> str:
