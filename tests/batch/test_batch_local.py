@@ -197,6 +197,8 @@ def test_ctrl_c_stops_the_batch_with_130_and_says_how_to_resume(
         text=True,
         env=ENV,
         start_new_session=True,
+        # as from a terminal: xdist workers, hence their children, start with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -225,8 +227,11 @@ def test_ctrl_c_while_a_worker_starts_is_not_lost() -> None:
     from samurai.batch import executor
 
     pool = _CtrlCDuringSubmit(1, mp_context=get_context("spawn"))
+    # Python's own Ctrl-C handler, as in a terminal (an xdist worker ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             executor._submit(pool, "task")
     finally:
+        signal.signal(signal.SIGINT, previous)
         pool.shutdown(wait=True, cancel_futures=True)
