@@ -1,4 +1,5 @@
-"""Typed configuration: what a checkpoint fixes, the tracking policy, SAMURAI knobs, runtime.
+"""Typed configuration: what a checkpoint fixes, the tracking policy, SAMURAI / DAM4SAM knobs,
+runtime.
 
 Defaults are the *effective* official values: the yaml configs of SAM 2 / SAM 2.1 plus the
 overrides ``build_sam2_video_predictor`` injects (dynamic multimask via stability, binarised
@@ -119,6 +120,109 @@ SAMURAI_MIN_OBJ_SCORE_LOGITS = -1.0
 
 
 @dataclass(frozen=True)
+class Dam4samConfig:
+    """DAM4SAM's distractor-resolving memory (DRM) update rule (``dam4sam_tracker.py``).
+
+    Official values (hard-coded there); see ``tools/golden/dam4sam/SPEC.md`` section 2.4. The
+    memory layout (RAM stride 5, at most 4 DRM entries attended) lives in the
+    `TrackerConfig` of the policy (`tracker_config_for`).
+    """
+
+    drm_iou_threshold: float = 0.8
+    """The chosen mask's predicted IoU must be > this (compared in float32)."""
+    drm_size_ratio_min: float = 0.8
+    """Mask area / median of recent areas must be >= this ..."""
+    drm_size_ratio_max: float = 1.2
+    """... and <= this."""
+    drm_size_history: int = 300
+    """The median looks at the last this many area entries ..."""
+    drm_size_median_count: int = 10
+    """... of which the last this many non-zero ones."""
+    drm_min_gap: int = 5
+    """A frame is added only if more than this many frames passed since the last addition."""
+    drm_alt_box_iou_max: float = 0.7
+    """Added when some alternative's box IoU with the chosen box is <= this."""
+
+
+TrackerName = Literal["samurai", "sam2", "dam4sam", "samurai+dam"]
+TRACKERS: tuple[TrackerName, ...] = ("samurai", "sam2", "dam4sam", "samurai+dam")
+"""Tracking policies: SAMURAI (Kalman candidate choice + gated memory), plain SAM 2, DAM4SAM
+(RAM/DRM memory), and SAMURAI's candidate choice over DAM4SAM's memory (experimental)."""
+
+DAM4SAM_TRACKER = TrackerConfig(
+    fill_hole_area=0,
+    memory_temporal_stride_for_eval=5,
+    max_cond_frames_in_attn=4,
+    min_obj_score_logits=0.0,
+)
+"""The DAM4SAM memory layout: RAM stride 5, frame 0 + 3 DRM frames attended, upstream absent
+threshold, no hole filling (disabled in the official ``sam2/utils/misc.py``)."""
+
+
+def resolve_tracker(name: str) -> TrackerName:
+    """The canonical tracker name; a one-line ``ValueError`` lists the valid ones."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}; expected one of: {', '.join(TRACKERS)}")
+    return key  # type: ignore[return-value]
+
+
+def uses_samurai(name: TrackerName) -> bool:
+    """Whether the policy runs SAMURAI's Kalman candidate choice."""
+    return name in ("samurai", "samurai+dam")
+
+
+def uses_dam4sam(name: TrackerName) -> bool:
+    """Whether the policy runs DAM4SAM's RAM/DRM memory."""
+    return name in ("dam4sam", "samurai+dam")
+
+
+def tracker_config_for(name: TrackerName) -> TrackerConfig:
+    """The default `TrackerConfig` of a policy (before user overrides)."""
+    if uses_dam4sam(name):
+        return DAM4SAM_TRACKER
+    # The SAMURAI configs judge an object absent at logit <= -1; upstream SAM 2.1 at <= 0.
+    return TrackerConfig(
+        min_obj_score_logits=SAMURAI_MIN_OBJ_SCORE_LOGITS if name == "samurai" else 0.0
+    )
+
+
+@dataclass(frozen=True)
+class TrackingPolicy:
+    """Everything a predictor needs to run one tracking policy.
+
+    Attributes:
+        name: one of `TRACKERS`.
+        tracker: SAM 2 inference policy (memory layout, thresholds, hole filling).
+        samurai: SAMURAI knobs (``samurai`` and ``samurai+dam``), else None.
+        dam4sam: DRM rule (``dam4sam`` and ``samurai+dam``), else None.
+    """
+
+    name: TrackerName
+    tracker: TrackerConfig
+    samurai: SamuraiConfig | None = None
+    dam4sam: Dam4samConfig | None = None
+
+    def __post_init__(self) -> None:
+        name = resolve_tracker(self.name)
+        if (self.samurai is not None) != uses_samurai(name):
+            raise ValueError(
+                f"tracker {name!r} {'needs' if uses_samurai(name) else 'takes no'} SamuraiConfig"
+            )
+        if (self.dam4sam is not None) != uses_dam4sam(name):
+            raise ValueError(
+                f"tracker {name!r} {'needs' if uses_dam4sam(name) else 'takes no'} Dam4samConfig"
+            )
+
+
+def policy_name(samurai: SamuraiConfig | None, dam4sam: Dam4samConfig | None) -> TrackerName:
+    """The tracker name of a (samurai, dam4sam) configuration pair."""
+    if dam4sam is not None:
+        return "samurai+dam" if samurai is not None else "dam4sam"
+    return "samurai" if samurai is not None else "sam2"
+
+
+@dataclass(frozen=True)
 class RuntimeOptions:
     """Where and how the model runs."""
 
@@ -196,16 +300,26 @@ def resolve_variant(name: str) -> str:
 
 __all__ = [
     "BASE_PLUS",
+    "DAM4SAM_TRACKER",
     "LARGE",
     "SAMURAI_DEFAULTS",
     "SAMURAI_MIN_OBJ_SCORE_LOGITS",
     "SMALL",
     "TINY",
+    "TRACKERS",
     "VARIANTS",
+    "Dam4samConfig",
     "HieraConfig",
     "ModelConfig",
     "RuntimeOptions",
     "SamuraiConfig",
     "TrackerConfig",
+    "TrackerName",
+    "TrackingPolicy",
+    "policy_name",
+    "resolve_tracker",
     "resolve_variant",
+    "tracker_config_for",
+    "uses_dam4sam",
+    "uses_samurai",
 ]

@@ -127,6 +127,9 @@ class InferenceManager:
             matmuls, tracking decisions kept on the reference traces; docs/benchmarks.md);
             ``"float16"`` (CUDA, MPS) runs under ``torch.autocast`` like the official demo.
         samurai_mode: SAMURAI motion-aware selection and memory (False: plain SAM 2).
+        tracker: the tracking policy, ``"samurai"``, ``"sam2"``, ``"dam4sam"`` or
+            ``"samurai+dam"``; wins over ``samurai_mode`` (the resolved name is
+            ``self.tracker_name``).
         random_weights: skip the checkpoint and use untrained weights (demo fallback only:
             the masks are then meaningless).
         download_progress: show a progress bar while downloading a checkpoint (TTY only).
@@ -146,6 +149,7 @@ class InferenceManager:
         device: str | torch.device = "cpu",
         dtype: Dtype = "float32",
         samurai_mode: bool = True,
+        tracker: str | None = None,
         random_weights: bool = False,
         download_progress: bool = True,
         **overrides: Any,
@@ -154,9 +158,10 @@ class InferenceManager:
         self.device = check_device(device)
         self.dtype = check_dtype(dtype, self.device)
         offload = bool(overrides.pop("offload_state_to_cpu", False))
-        model_cfg, tracker, samurai = split_overrides(
-            self.variant, samurai_mode=samurai_mode, overrides=overrides
+        split = split_overrides(
+            self.variant, samurai_mode=samurai_mode, tracker=tracker, overrides=overrides
         )
+        self.tracker_name = split.policy.name
         self.checkpoint: Path | None = None
         if random_weights:
             weights = None
@@ -167,13 +172,11 @@ class InferenceManager:
             weights = self.checkpoint
         else:
             weights = checkpoint
-        model = build_model(model_cfg, weights, device=self.device)
+        model = build_model(split.model, weights, device=self.device)
         runtime = RuntimeOptions(
             device=str(self.device), dtype=self.dtype, offload_state_to_cpu=offload
         )
-        self.predictor = SAM2VideoPredictor(
-            model, tracker=tracker, samurai=samurai, runtime=runtime
-        )
+        self.predictor = SAM2VideoPredictor.from_policy(model, split.policy, runtime=runtime)
         self.random_weights = random_weights
         self._lock = threading.Lock()
 

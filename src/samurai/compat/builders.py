@@ -29,11 +29,14 @@ from samurai.compat.configs import (
     parse_hydra_overrides,
 )
 from samurai.config import (
+    Dam4samConfig,
     ModelConfig,
     RuntimeOptions,
     SamuraiConfig,
     TrackerConfig,
+    resolve_tracker,
     resolve_variant,
+    uses_dam4sam,
 )
 from samurai.modeling.mask_decoder import MaskDecoder
 from samurai.modeling.sam2 import Sam2Model
@@ -95,7 +98,7 @@ def _merge(hydra: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def _defaults() -> dict[str, Any]:
     out: dict[str, Any] = {"image_size": 1024, "samurai_mode": True}
-    for cls in (TrackerConfig, SamuraiConfig):
+    for cls in (TrackerConfig, SamuraiConfig, Dam4samConfig):
         out.update({f.name: f.default for f in fields(cls)})
     out.update({DECODER_OPTIONS[0]: True, DECODER_OPTIONS[1]: 0.05, DECODER_OPTIONS[2]: 0.98})
     return out
@@ -177,8 +180,8 @@ def build_sam2(
         raise ValueError(f"unknown option(s) {sorted(extra - override_names())}")
     if extra:
         raise ValueError(f"option(s) {sorted(extra)} belong to a video predictor, not build_sam2")
-    model_cfg, _, _ = split_overrides(variant, samurai_mode=False, overrides=options)
-    model = load_model(model_cfg, checkpoint, device=dev)
+    split = split_overrides(variant, samurai_mode=False, overrides=options)
+    model = load_model(split.model, checkpoint, device=dev)
     _set_decoder(model, decoder)
     return model
 
@@ -193,6 +196,7 @@ def build_sam2_video_predictor(
     vos_optimized: bool = False,
     *,
     samurai_mode: bool | None = None,
+    tracker: str | None = None,
     **overrides: Any,
 ) -> SAM2VideoPredictor:
     """A video predictor with the official API (the official ``build_sam2_video_predictor``).
@@ -211,6 +215,8 @@ def build_sam2_video_predictor(
         vos_optimized: accepted; the official VOS predictor only compiles the model (same
             results), samurai runs its usual code.
         samurai_mode: force SAMURAI on or off, whatever the config name says.
+        tracker: the tracking policy, ``"samurai"``, ``"sam2"``, ``"dam4sam"`` or
+            ``"samurai+dam"``; wins over ``samurai_mode`` and the config name.
         overrides: options by keyword (``image_size``, ``fill_hole_area``, ``kf_score_weight``,
             ``min_obj_score_logits``, ``offload_state_to_cpu``, ...).
     """
@@ -232,15 +238,15 @@ def build_sam2_video_predictor(
     hydra_mode = options.pop("samurai_mode", None)
     config_mode = official.samurai_mode if official is not None else None
     mode_on = next((m for m in (samurai_mode, hydra_mode, config_mode) if m is not None), True)
-    if official is not None and official.min_obj_score_logits is not None:
+    dam_policy = tracker is not None and uses_dam4sam(resolve_tracker(tracker))
+    if official is not None and official.min_obj_score_logits is not None and not dam_policy:
+        # DAM4SAM keeps upstream's absent threshold (0) whatever config names the weights
         options.setdefault("min_obj_score_logits", official.min_obj_score_logits)
-    model_cfg, tracker, samurai = split_overrides(
-        variant, samurai_mode=bool(mode_on), overrides=options
-    )
-    model = load_model(model_cfg, checkpoint, device=dev)
+    split = split_overrides(variant, samurai_mode=bool(mode_on), tracker=tracker, overrides=options)
+    model = load_model(split.model, checkpoint, device=dev)
     _set_decoder(model, decoder)
     runtime = RuntimeOptions(device=str(dev), offload_state_to_cpu=offload)
-    return SAM2VideoPredictor(model, tracker=tracker, samurai=samurai, runtime=runtime)
+    return SAM2VideoPredictor.from_policy(model, split.policy, runtime=runtime)
 
 
 def _hf_checkpoint(model_id: str, kwargs: dict[str, Any]) -> tuple[str, Path]:

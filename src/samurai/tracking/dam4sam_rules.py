@@ -29,14 +29,17 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-# Thresholds of the official tracker (hard-coded there).
-DRM_IOU_THRESHOLD = 0.8  # chosen mask's predicted IoU must be > this
-DRM_SIZE_RATIO_MIN = 0.8  # n / median(sizes) within [0.8, 1.2] (inclusive)
-DRM_SIZE_RATIO_MAX = 1.2
-DRM_MIN_GAP = 5  # frame_idx - last_added must be > this (or nothing added yet)
-DRM_SIZE_HISTORY = 300  # sizes considered: the last 300 entries ...
-DRM_SIZE_MEDIAN_COUNT = 10  # ... of which the last 10 non-zero ones
-DRM_ALT_BOX_IOU_MAX = 0.7  # add if some alternative's box IoU is <= this
+from samurai.config import Dam4samConfig
+
+# Thresholds of the official tracker (hard-coded there; one source of truth: Dam4samConfig).
+_DEFAULTS = Dam4samConfig()
+DRM_IOU_THRESHOLD = _DEFAULTS.drm_iou_threshold  # chosen mask's predicted IoU must be > this
+DRM_SIZE_RATIO_MIN = _DEFAULTS.drm_size_ratio_min  # n / median(sizes) in [min, max] (inclusive)
+DRM_SIZE_RATIO_MAX = _DEFAULTS.drm_size_ratio_max
+DRM_MIN_GAP = _DEFAULTS.drm_min_gap  # frame_idx - last_added must be > this (or none added)
+DRM_SIZE_HISTORY = _DEFAULTS.drm_size_history  # sizes considered: the last 300 entries ...
+DRM_SIZE_MEDIAN_COUNT = _DEFAULTS.drm_size_median_count  # ... of which the last 10 non-zero
+DRM_ALT_BOX_IOU_MAX = _DEFAULTS.drm_alt_box_iou_max  # add if an alternative's box IoU <= this
 
 Rect = tuple[float, float, float, float]
 
@@ -114,7 +117,9 @@ def keep_largest_component(mask: ArrayLike) -> NDArray[np.uint8]:
     return out
 
 
-def drm_size_ratio(object_sizes: Sequence[int]) -> tuple[float, float]:
+def drm_size_ratio(
+    object_sizes: Sequence[int], config: Dam4samConfig = _DEFAULTS
+) -> tuple[float, float]:
     """Size ratio of the newest entry of ``object_sizes`` (which includes the current frame).
 
     Returns ``(ratio, median)``; ``(-1, nan)`` when there is a single entry or the current
@@ -122,8 +127,8 @@ def drm_size_ratio(object_sizes: Sequence[int]) -> tuple[float, float]:
     """
     n = int(object_sizes[-1])
     if len(object_sizes) > 1 and n >= 1:
-        sel = [int(s) for s in list(object_sizes)[-DRM_SIZE_HISTORY:] if s >= 1][
-            -DRM_SIZE_MEDIAN_COUNT:
+        sel = [int(s) for s in list(object_sizes)[-config.drm_size_history :] if s >= 1][
+            -config.drm_size_median_count :
         ]
         med = float(np.median(sel))
         return float(n / np.median(sel)), med
@@ -153,6 +158,7 @@ class DrmDecision:
     alt_box_iou: tuple[float, ...]  # nan where the alternative became empty
     chosen_rect: Rect
     object_sizes: tuple[int, ...] = field(repr=False)  # the history after this frame
+    alt_box_iou_max: float = DRM_ALT_BOX_IOU_MAX
 
     @property
     def first_condition(self) -> bool:
@@ -171,7 +177,7 @@ class DrmDecision:
 
     @property
     def alt_ok(self) -> bool:
-        return self.n_alt_nonempty > 0 and self.alt_min_iou <= DRM_ALT_BOX_IOU_MAX
+        return self.n_alt_nonempty > 0 and self.alt_min_iou <= self.alt_box_iou_max
 
     @property
     def add_to_drm(self) -> bool:
@@ -185,6 +191,7 @@ def evaluate_drm_rule(
     chosen_mask: ArrayLike,
     candidate_masks: Sequence[ArrayLike],
     candidate_ious: ArrayLike,
+    config: Dam4samConfig = _DEFAULTS,
 ) -> DrmDecision:
     """The DRM update rule of ``DAM4SAMTracker.track`` on tracked frame ``frame_idx`` (>= 1).
 
@@ -200,7 +207,7 @@ def evaluate_drm_rule(
     m = (np.asarray(chosen_mask) != 0).astype(np.uint8)
     n = int(m.sum())
     sizes = (*(int(s) for s in object_sizes), n)
-    ratio, med = drm_size_ratio(sizes)
+    ratio, med = drm_size_ratio(sizes, config)
     alt_idx = tuple(i for i in range(len(candidate_masks)) if i != m_idx)
     not_m = m == 0
     removed = [((np.asarray(candidate_masks[i]) != 0) & not_m).astype(np.uint8) for i in alt_idx]
@@ -227,11 +234,11 @@ def evaluate_drm_rule(
         n_pixels=n,
         size_median=med,
         size_ratio=ratio,
-        iou_ok=bool(m_iou > DRM_IOU_THRESHOLD),
-        ratio_ge_min=bool(ratio >= DRM_SIZE_RATIO_MIN),
-        ratio_le_max=bool(ratio <= DRM_SIZE_RATIO_MAX),
+        iou_ok=bool(m_iou > config.drm_iou_threshold),
+        ratio_ge_min=bool(ratio >= config.drm_size_ratio_min),
+        ratio_le_max=bool(ratio <= config.drm_size_ratio_max),
         present=n >= 1,
-        gap_ok=bool(frame_idx - last_added > DRM_MIN_GAP or last_added == -1),
+        gap_ok=bool(frame_idx - last_added > config.drm_min_gap or last_added == -1),
         alt_candidates=alt_idx,
         alt_removed_area=removed_area,
         alt_largest_cc_area=tuple(cc_area),
@@ -239,6 +246,7 @@ def evaluate_drm_rule(
         alt_box_iou=tuple(box_iou),
         chosen_rect=chosen_rect,
         object_sizes=sizes,
+        alt_box_iou_max=config.drm_alt_box_iou_max,
     )
 
 

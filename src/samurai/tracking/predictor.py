@@ -15,7 +15,15 @@ import torch
 from numpy.typing import ArrayLike
 
 from samurai.allocator import reuse_freed_memory
-from samurai.config import RuntimeOptions, SamuraiConfig, TrackerConfig
+from samurai.config import (
+    Dam4samConfig,
+    RuntimeOptions,
+    SamuraiConfig,
+    TrackerConfig,
+    TrackerName,
+    TrackingPolicy,
+    policy_name,
+)
 from samurai.io.frames import FrameSourceSpec, open_source
 from samurai.io.transforms import preprocess_video_frame
 from samurai.modeling.sam2 import NO_OBJ_SCORE, ImageFeatures, Sam2Model
@@ -67,12 +75,15 @@ def _is_int(t: torch.Tensor) -> bool:
 
 
 class VideoPredictor:
-    """Tracks any number of objects through a video with SAM 2, or SAMURAI when configured.
+    """Tracks any number of objects through a video with SAM 2, SAMURAI or DAM4SAM.
 
     Args:
         model: a loaded ``Sam2Model`` (shared, never modified).
         tracker: SAM 2 inference policy.
-        samurai: SAMURAI motion-aware selection and memory gate; None = plain SAM 2.
+        samurai: SAMURAI motion-aware candidate choice (and its memory gate without
+            ``dam4sam``); None = best predicted IoU.
+        dam4sam: DAM4SAM's RAM/DRM memory and preprocessing; with ``samurai`` too, the
+            experimental ``samurai+dam`` policy.
         runtime: device, dtype and offload options; ``dtype="bfloat16"`` switches the model
             to bfloat16 compute (``Sam2Model.set_compute_dtype``).
         bounded_memory: drop memories no future frame can select while tracking forward, so
@@ -85,12 +96,16 @@ class VideoPredictor:
         *,
         tracker: TrackerConfig | None = None,
         samurai: SamuraiConfig | None = None,
+        dam4sam: Dam4samConfig | None = None,
         runtime: RuntimeOptions | None = None,
         bounded_memory: bool = True,
     ) -> None:
+        if dam4sam is not None:
+            raise ValueError("tracker 'dam4sam' / 'samurai+dam' is not implemented yet")
         self.model = model
         self.tracker = tracker or TrackerConfig()
         self.samurai = samurai
+        self.dam4sam = dam4sam
         self.runtime = runtime or RuntimeOptions()
         if self.runtime.reuse_freed_memory and model.device.type == "cpu":
             reuse_freed_memory()
@@ -99,6 +114,30 @@ class VideoPredictor:
             model.set_compute_dtype(torch.bfloat16)
         self.bounded_memory = bounded_memory
         self.stepper = ObjectStepper(model, self.tracker, samurai)
+
+    @classmethod
+    def from_policy(
+        cls,
+        model: Sam2Model,
+        policy: TrackingPolicy,
+        *,
+        runtime: RuntimeOptions | None = None,
+        bounded_memory: bool = True,
+    ) -> VideoPredictor:
+        """A predictor running ``policy`` (see `samurai.api.split_overrides`)."""
+        return cls(
+            model,
+            tracker=policy.tracker,
+            samurai=policy.samurai,
+            dam4sam=policy.dam4sam,
+            runtime=runtime,
+            bounded_memory=bounded_memory,
+        )
+
+    @property
+    def tracker_name(self) -> TrackerName:
+        """The policy this predictor runs: ``samurai``, ``sam2``, ``dam4sam``, ``samurai+dam``."""
+        return policy_name(self.samurai, self.dam4sam)
 
     @property
     def image_size(self) -> int:

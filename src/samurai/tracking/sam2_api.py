@@ -38,7 +38,7 @@ _DERIVED = {
     "sam_prompt_embed_dim": lambda c: c.hidden_dim,
     "sam_image_embedding_size": lambda c: c.image_embedding_size,
 }
-_OWN = {"model", "tracker", "samurai", "runtime", "bounded_memory", "stepper"}
+_OWN = {"model", "tracker", "samurai", "dam4sam", "runtime", "bounded_memory", "stepper"}
 _MODULE_METHODS = (
     "parameters",
     "named_parameters",

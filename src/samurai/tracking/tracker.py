@@ -65,7 +65,8 @@ class Tracker:
     ``add_object`` prompts apply to the next frame given to ``step``; call it again later to
     correct an object or add a new one. Built like ``build_sam2_video_predictor``: a variant
     name or an official config name; ``samurai_mode`` None follows the name (SAMURAI on for
-    variant names and ``configs/samurai/...``, off for ``configs/sam2*/...``).
+    variant names and ``configs/samurai/...``, off for ``configs/sam2*/...``); ``tracker``
+    (``"samurai"``, ``"sam2"``, ``"dam4sam"``, ``"samurai+dam"``) overrides both.
     """
 
     def __init__(
@@ -74,23 +75,34 @@ class Tracker:
         checkpoint: Any = None,
         device: str | torch.device = "cpu",
         samurai_mode: bool | None = None,
+        tracker: str | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(variant_or_model, VideoPredictor):
+            if tracker is not None or samurai_mode is not None or overrides:
+                raise ValueError("a ready VideoPredictor brings its own policy and options")
             self.predictor = variant_or_model
         elif isinstance(variant_or_model, Sam2Model):
             from samurai.api import split_overrides
 
-            _, tracker, samurai = split_overrides(
-                variant_or_model.config, samurai_mode=samurai_mode is not False, overrides=overrides
+            split = split_overrides(
+                variant_or_model.config,
+                samurai_mode=samurai_mode is not False,
+                tracker=tracker,
+                overrides=overrides,
             )
-            self.predictor = VideoPredictor(variant_or_model, tracker=tracker, samurai=samurai)
+            self.predictor = VideoPredictor.from_policy(variant_or_model, split.policy)
         else:
             # official config names too (configs/samurai/..., configs/sam2.1/...)
             from samurai.compat.builders import build_sam2_video_predictor
 
             self.predictor = build_sam2_video_predictor(
-                variant_or_model, checkpoint, device, samurai_mode=samurai_mode, **overrides
+                variant_or_model,
+                checkpoint,
+                device,
+                samurai_mode=samurai_mode,
+                tracker=tracker,
+                **overrides,
             )
         self._source = _PushSource()
         self.state: VideoState | None = None
