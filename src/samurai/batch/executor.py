@@ -31,6 +31,7 @@ __all__ = [
     "WorkerFactory",
     "WorkerLost",
     "check_ray_resources",
+    "connect_ray",
     "import_ray",
     "run_in_process",
     "run_processes",
@@ -251,21 +252,7 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
-            if self.address == "local":
-                cores = max(os.cpu_count() or 1, int(self.workers * self.cpus))
-                ray.init(  # "local": a new instance, never a cluster already running here
-                    address="local",
-                    num_cpus=cores,
-                    include_dashboard=False,
-                    logging_level=logging.WARNING,
-                )
-            else:
-                _check_reachable(self.address)
-                try:
-                    ray.init(address=self.address, logging_level=logging.WARNING)
-                except (ConnectionError, RuntimeError, ValueError) as exc:
-                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise ValueError(f"cannot connect to Ray at {self.address}: {reason}") from None
+            connect_ray(self.address, cpus=int(self.workers * self.cpus))
             self._started = True
         try:
             check_ray_resources(
@@ -389,6 +376,31 @@ class RayExecutor:
             logger.debug("kill of a dead actor failed", exc_info=True)
         if actor in self._actors:
             self._actors.remove(actor)
+
+
+def connect_ray(address: str, *, cpus: int = 1) -> Any:
+    """``ray.init`` for ``address``; returns the ``ray`` module.
+
+    ``"local"`` starts a new Ray instance here with at least ``cpus`` CPUs (never joining a
+    cluster already running on this machine); any other address must be reachable, else one
+    line (ValueError) instead of Ray's minutes of retries.
+    """
+    ray = import_ray()
+    if address == "local":
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, cpus),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+        return ray
+    _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot connect to Ray at {address}: {reason}") from None
+    return ray
 
 
 def _check_reachable(address: str) -> None:

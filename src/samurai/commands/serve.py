@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,11 +21,14 @@ examples:
   samurai serve --workers 2 --data-dir /srv/samurai --allowed-root /data/videos
   samurai serve --device cuda --checkpoint sam2.1_hiera_l=/models/large.pt
   SAMURAI_TOKEN=$(cat ~/.samurai-token) samurai serve --host 0.0.0.0 --allowed-host gpu1.lab
+  samurai serve --ray-address auto --device cuda --gpus-per-job 1   # jobs on a Ray cluster
 
 Jobs, uploads and results live in --data-dir (default $SAMURAI_HOME/service); the job database
 (SQLite) survives restarts: jobs that were running are queued again. One server owns a data
 folder at a time. Listening beyond 127.0.0.1 needs a token (--token-file or SAMURAI_TOKEN);
-see docs/service.md for the security model and running behind a TLS reverse proxy.
+see docs/service.md for the security model and running behind a TLS reverse proxy. With
+--ray-address, jobs run on Ray actors (videos and results travel through Ray; the database and
+results stay here): see docs/cluster.md.
 """
 
 
@@ -56,6 +60,79 @@ def _checkpoint(text: str) -> tuple[str, Path]:
     if not sep or not variant or not path:
         raise argparse.ArgumentTypeError(f"expected VARIANT=PATH, got {text!r}")
     return variant, Path(path).expanduser()
+
+
+def _resources(text: str) -> dict[str, float]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object such as {{"a100": 1}}, got {text!r}'
+        )
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    ray = parser.add_argument_group("Ray cluster (docs/cluster.md)")
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="run jobs on Ray actors: auto, HOST:PORT, ray://HOST:10001, or local (a Ray "
+        "instance started with the server); --workers is then unused",
+    )
+    ray.add_argument(
+        "--gpus-per-job",
+        type=float,
+        metavar="G",
+        help="GPUs each Ray actor asks for with --device cuda (default 1; 0.5 shares a GPU)",
+    )
+    ray.add_argument(
+        "--max-jobs-per-node",
+        type=int,
+        metavar="K",
+        help="most jobs at once per Ray node (default: as many as its CPUs / GPUs hold, "
+        "--threads-per-worker CPUs each)",
+    )
+    ray.add_argument(
+        "--ray-resources",
+        type=_resources,
+        metavar="JSON",
+        help="custom Ray resources per actor, e.g. '{\"a100\": 1}', to use only nodes having them",
+    )
+    ray.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a job whose Ray actor dies N times (node lost, out of memory) fails (default 3)",
+    )
+
+
+def _ray_settings(args: argparse.Namespace) -> Any:
+    """`RaySettings` for ``--ray-address`` (None without it)."""
+    from samurai.service.ray_settings import RaySettings
+
+    ray_only = ("gpus_per_job", "max_jobs_per_node", "ray_resources")
+    if args.ray_address is None:
+        given = [name for name in ray_only if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} needs --ray-address")
+        return None
+    cuda = args.device.startswith("cuda")
+    if args.gpus_per_job and not cuda:
+        raise ValueError("--gpus-per-job needs --device cuda")
+    return RaySettings(
+        address=args.ray_address,
+        cpus_per_job=float(args.threads_per_worker or 1),
+        gpus_per_job=(1.0 if args.gpus_per_job is None else args.gpus_per_job) if cuda else 0.0,
+        max_jobs_per_node=args.max_jobs_per_node,
+        resources=args.ray_resources or {},
+        max_attempts=args.max_attempts,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads-per-worker",
         type=int,
         metavar="N",
-        help="torch CPU threads per worker (default: CPU cores / workers)",
+        help="torch CPU threads per worker (default: CPU cores / workers; on Ray: 1), the CPUs "
+        "a Ray actor asks for",
     )
     store = parser.add_argument_group("storage and limits")
     store.add_argument(
@@ -161,6 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="model input size (default 1024); smaller is faster but changes results (for testing)",
     )
+    _add_ray_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -194,6 +273,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         max_height=args.max_resolution[1],
         max_megapixels=args.max_megapixels,
         job_lease_s=args.job_lease,
+        ray=_ray_settings(args),
     )
 
 
@@ -213,6 +293,10 @@ def run(args: argparse.Namespace) -> int:
     for root in settings.allowed_roots:
         if not root.is_dir():
             raise ValueError(f"--allowed-root {root}: not a folder")
+    if settings.ray is not None:  # here, not in the app: a bad address is one line, not a hang
+        from samurai.batch.executor import connect_ray
+
+        connect_ray(settings.ray.address, cpus=int(settings.ray.cpus_per_job))
     lock = prepare(settings)  # before anything touches a job: one owner, a sound database
     try:
         logger.info("http://%s:%d/ (API docs at /docs)", settings.host, settings.port)

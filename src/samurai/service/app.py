@@ -76,7 +76,7 @@ def healthz(request: Request) -> JSONResponse:
         status="ok" if reason is None else "unavailable",
         writable=reason is None,
         reason=reason,
-        workers=state.settings.workers,
+        workers=pool.capacity() if pool else state.settings.workers,
         workers_alive=pool.alive() if pool else 0,
         jobs=jobs,
     )

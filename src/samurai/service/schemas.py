@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from samurai.config import SamuraiConfig, resolve_variant
+from samurai.service.ray_settings import RaySettings
 
 ResultKind = Literal["overlay", "boxes", "rle", "scores", "masks"]
 RESULT_KINDS: tuple[str, ...] = ("overlay", "boxes", "rle", "scores", "masks")
@@ -82,6 +83,7 @@ class ServiceSettings:
         preview_max_side: frames served as JPEG are scaled to fit this many pixels.
         job_lease_s: a worker renews its job's lease every quarter of this; a job whose lease
             lapses (frozen or vanished holder) goes back to the queue.
+        ray: run jobs on Ray actors instead of local worker processes (``workers`` unused).
     """
 
     host: str = "127.0.0.1"
@@ -108,6 +110,7 @@ class ServiceSettings:
     max_megapixels: float = 200_000.0
     preview_max_side: int = 1920
     job_lease_s: float = 60.0
+    ray: RaySettings | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 from PIL import Image
@@ -42,6 +42,9 @@ from samurai.service.store import (
 from samurai.service.uploads import RequestError
 from samurai.service.worker import ManagerFactory, WorkerPool
 
+if TYPE_CHECKING:
+    from samurai.service.ray_pool import RayPool
+
 logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,7 +67,7 @@ class ServiceState:
         )
         self.data_dir = self.settings.data_dir
         self.store: Store | None = None
-        self.pool: WorkerPool | None = None
+        self.pool: WorkerPool | RayPool | None = None
         self.lock = lock
         self._factory = manager_factory
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -93,7 +96,12 @@ class ServiceState:
         if requeued:
             logger.info("re-queued %d job(s) left running: %s", len(requeued), requeued)
         self._remove_orphans()
-        self.pool = WorkerPool(self.settings, self._factory, self.store)
+        if self.settings.ray is not None:
+            from samurai.service.ray_pool import RayPool
+
+            self.pool = RayPool(self.settings, self._factory, self.store)
+        else:
+            self.pool = WorkerPool(self.settings, self._factory, self.store)
         self.pool.start()
 
     def stop(self) -> None:

@@ -15,7 +15,6 @@ crash of the server, nothing keeps running a job that the restarted server re-qu
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -25,19 +24,18 @@ import sqlite3
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from samurai.service.managers import ManagerCache, ManagerFactory
+from samurai.service.outputs import collect_outputs
 from samurai.service.schemas import JobParams, ServiceSettings
 from samurai.service.store import JobRecord, Store
 
 logger = logging.getLogger(__name__)
 
-ManagerFactory = Callable[..., Any]
-"""``factory(variant, *, checkpoint, device, dtype, samurai_mode, overrides) -> manager`` with
-an `InferenceManager`-compatible ``process_video``; must be picklable (a module-level function)."""
+__all__ = ["JobRunner", "ManagerFactory", "WorkerPool", "default_manager_factory", "job_dir"]
 
 MAX_ATTEMPTS = 3
 """A job whose worker process dies this many times is failed instead of re-queued (restarts and
@@ -126,7 +124,13 @@ class JobRunner:
         self.name, self.settings, self.factory = name, settings, factory
         self.should_exit = should_exit
         self.store = Store(settings.db_path)
-        self.managers: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self.cache = ManagerCache(
+            factory,
+            checkpoints=settings.checkpoints,
+            device=settings.device,
+            dtype=settings.dtype,
+            image_size=settings.image_size,
+        )
 
     def serve(self, wait: Callable[[float], object]) -> None:
         """Run jobs until ``should_exit``; ``wait(seconds)`` idles between empty polls."""
@@ -151,35 +155,6 @@ class JobRunner:
             except sqlite3.Error as exc:  # the server re-queues the job once it can write
                 logger.error("job %s: the job database failed: %s; worker exits", job.id, exc)
                 raise SystemExit(3) from None
-
-    def manager(self, params: JobParams) -> Any:
-        """The cached manager of ``params.model``; rebuilt only when the SAMURAI options differ."""
-        key = (params.samurai_mode, tuple(sorted(params.options.items())))
-        cached = self.managers.get(params.model)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        self.drop_manager(params.model)
-        overrides = dict(params.options)
-        if self.settings.image_size is not None:
-            overrides["image_size"] = self.settings.image_size
-        manager = self.factory(
-            params.model,
-            checkpoint=self.settings.checkpoints.get(params.model),
-            device=self.settings.device,
-            dtype=self.settings.dtype,
-            samurai_mode=params.samurai_mode,
-            overrides=overrides,
-        )
-        self.managers[params.model] = (key, manager)
-        return manager
-
-    def drop_manager(self, variant: str) -> None:
-        if self.managers.pop(variant, None) is not None:
-            gc.collect()
-            if self.settings.device.startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
 
     def run(self, job: JobRecord) -> None:
         """Run one claimed attempt, renewing its lease meanwhile; every outcome ends in the
@@ -217,7 +192,7 @@ class JobRunner:
             if video is None:
                 raise ValueError(f"video {job.video_id} was deleted")
             shutil.rmtree(out, ignore_errors=True)
-            summary = self.manager(params).process_video(
+            summary = self.cache.get(params).process_video(
                 video.path,
                 boxes=params.boxes,
                 points=params.points,
@@ -234,7 +209,7 @@ class JobRunner:
         if not summary.complete or control.lost:
             self._stopped(job, control, out)
             return
-        outputs = self._collect(summary.outputs, out)
+        outputs = collect_outputs(self.settings.data_dir, summary.outputs, out)
         if self.store.complete(job.id, job.attempts, outputs=outputs):
             logger.info("job %s done (%.2f frames/s)", job.id, summary.fps)
             for other in out.parent.iterdir():
@@ -256,7 +231,7 @@ class JobRunner:
         self.store.fail(job.id, job.attempts, message)
         shutil.rmtree(out, ignore_errors=True)
         if not isinstance(exc, ValueError):  # the manager may be in a bad state: rebuild it
-            self.drop_manager(JobParams.from_dict(job.params).model)
+            self.cache.drop(JobParams.from_dict(job.params).model)
 
     def _stopped(self, job: JobRecord, control: _JobControl, out: Path) -> None:
         """Tracking stopped early: cancelled or re-queued elsewhere (lost), or shutting down."""
@@ -269,29 +244,6 @@ class JobRunner:
             logger.info("job %s cancelled", job.id)
         else:
             shutil.rmtree(out, ignore_errors=True)
-
-    def _collect(self, written: dict[str, Path], out: Path) -> dict[str, Any]:
-        """Result files relative to the data dir; the PNG mask folder becomes ``masks.zip``."""
-        root = self.settings.data_dir
-
-        def rel(path: Path) -> str:
-            return path.relative_to(root).as_posix()
-
-        outputs: dict[str, Any] = {}
-        boxes = {k.split("_", 1)[1]: rel(p) for k, p in written.items() if k.startswith("boxes_")}
-        if boxes:
-            outputs["boxes"] = boxes
-        for kind in ("overlay", "rle", "scores"):
-            if kind in written:
-                outputs[kind] = rel(written[kind])
-        if "masks" in written:
-            archive = out / "masks.zip"
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-                for png in sorted(written["masks"].iterdir()):
-                    zf.write(png, f"masks/{png.name}")
-            shutil.rmtree(written["masks"])
-            outputs["masks"] = rel(archive)
-        return outputs
 
 
 def _die_with_parent() -> None:
@@ -362,6 +314,9 @@ class WorkerPool:
         self._thread = threading.Thread(target=self._supervise, name="samurai-workers", daemon=True)
         self._thread.start()
         self._started.wait(60)
+
+    def capacity(self) -> int:
+        return self.settings.workers
 
     def alive(self) -> int:
         return sum(proc.is_alive() for _, proc in list(self._processes.values()))
