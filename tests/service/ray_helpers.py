@@ -99,3 +99,10 @@ def differences(got: list[dict[str, bytes]], reference: list[dict[str, bytes]]) 
             if not same:
                 found.append(f"{index}/{kind}")
     return found
+
+
+def crashing_factory(variant: str, **options: Any) -> Any:
+    """A manager factory whose actor process dies (a real crash) when a job needs the model."""
+    import os
+
+    os._exit(1)

@@ -21,8 +21,22 @@ import httpx
 import pytest
 
 from batch.helpers import LocalRayCluster, processes
+from samurai.service.params import parse_job_params
+from samurai.service.ray_pool import RayPool
+from samurai.service.ray_settings import RaySettings
+from samurai.service.schemas import ServiceSettings
+from samurai.service.store import Store, VideoRecord, new_id
 from service.helpers import ServerProcess, free_port, read_sse, wait_job, wait_progress
-from service.ray_helpers import JOBS, differences, job_events, results, run_jobs, submit, workers_of
+from service.ray_helpers import (
+    JOBS,
+    crashing_factory,
+    differences,
+    job_events,
+    results,
+    run_jobs,
+    submit,
+    workers_of,
+)
 
 pytest.importorskip("ray")
 
@@ -34,6 +48,7 @@ ONE_THREAD = ("--threads-per-worker", "1")
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalRayCluster]:
     started = LocalRayCluster()
+    started.env["PYTHONPATH"] = str(Path(__file__).parents[1])  # tests/: actors import helpers
     try:
         yield started.start()
     finally:
@@ -104,6 +119,42 @@ def test_cancelling_remote_jobs(ray_server: ServerProcess, clips: dict[str, Path
             ]  # fmt: skip
 
 
+def test_a_job_that_kills_its_actor_fails_after_max_attempts(
+    cluster: LocalRayCluster,
+    tmp_path: Path,
+    clips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dispatcher in this process, with a factory whose actors die when asked for a model:
+    the job is re-queued once, then fails with the reason; the next job meets a new actor."""
+    for name, value in cluster.env.items():
+        if name.startswith("RAY_"):
+            monkeypatch.setenv(name, value)
+    ray = RaySettings(cluster.address, cpus_per_job=0, max_jobs_per_node=1, max_attempts=2)
+    settings = ServiceSettings(data_dir=tmp_path, ray=ray)  # no CPU reserved: beside ray_server
+    store = Store(settings.db_path)
+    clip = clips["short"]
+    video = VideoRecord(new_id(), clip.name, str(clip), False, 4, 960, 540, 10.0, 1, time.time())
+    params = parse_job_params({"boxes": JOBS[0][1]["boxes"]}).to_dict()
+    job = store.add_job(params, video=video, new_video=True, max_queued=10)
+    pool = RayPool(settings, crashing_factory, store)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 120
+        while store.get_job(job.id).state != "failed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        pool.stop()
+    failed = store.get_job(job.id)
+    assert failed.state == "failed" and failed.attempts == 2
+    assert failed.error.startswith("its Ray actor died 2 times; last: its Ray actor died (")
+    assert "\n" not in failed.error
+    assert [e for e, _, _ in job_events(settings.db_path, job.id)] == [
+        "queued", "claimed", "requeued", "claimed", "failed",
+    ]  # fmt: skip
+    assert not (tmp_path / "jobs" / job.id).exists()
+
+
 def test_losing_the_second_node_mid_job_does_every_job_once(
     ray_server: ServerProcess,
     cluster: LocalRayCluster,
@@ -154,9 +205,13 @@ def test_ray_address_local_needs_no_cluster(
     try:
         with server.client() as client:
             got = results(client, wait_job(client, submit(client, clips["short"], JOBS[0][1])))
+            fields = {k: v for k, v in JOBS[2][1].items() if k != "samurai_mode"}
+            plain = wait_job(client, submit(client, clips["short"], {**fields, "tracker": "sam2"}))
+            assert plain["params"]["tracker"] == "sam2"
+            got_plain = results(client, plain)
     finally:
         server.stop()
-    assert not differences([got], reference[:1])
+    assert not differences([got, got_plain], [reference[0], reference[2]])
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,51 @@ def test_settings_checks() -> None:
     with pytest.raises(ValueError, match="unknown model variant"):
         ServiceSettings(checkpoints={"sam9": Path("x")})
     assert ServiceSettings(workers=2, threads_per_worker=3).torch_threads == 3
+
+
+def test_tracker_field() -> None:
+    box = "[[1, 1, 2, 2]]"
+    assert parse_job_params({"boxes": box}).tracker == "samurai"
+    assert parse_job_params({"boxes": box, "samurai_mode": "false"}).tracker == "sam2"
+    plain = parse_job_params({"boxes": box, "tracker": "SAM2"})
+    assert plain.tracker == "sam2" and plain.samurai_mode is False
+    both = parse_job_params({"boxes": box, "tracker": "samurai+dam", "samurai_mode": "true"})
+    assert both.tracker == "samurai+dam" and both.samurai_mode is True
+    dam = parse_job_params({"boxes": box, "tracker": "dam4sam"})
+    assert dam.samurai_mode is False and JobParams.from_dict(dam.to_dict()) == dam
+    old = dam.to_dict()  # a job stored before the tracker option
+    del old["tracker"]
+    assert JobParams.from_dict(old).tracker == "sam2"
+    for form, message in [
+        ({"tracker": "kalman"}, "tracker: unknown tracker 'kalman'; expected one of"),
+        ({"tracker": "dam4sam", "samurai_mode": "true"}, "samurai_mode: true contradicts"),
+        ({"tracker": "sam2", "options": '{"kf_score_weight": 0.1}'}, "options: SAMURAI options"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_job_params({"boxes": box, **form})
+
+
+def test_ray_arguments(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--data-dir", str(tmp_path)]
+    assert settings_from_args(parser.parse_args(base)).ray is None
+    args = parser.parse_args(
+        [*base, "--ray-address", "auto", "--device", "cuda", "--gpus-per-job", "0.5",
+         "--max-jobs-per-node", "2", "--ray-resources", '{"a100": 1}', "--threads-per-worker",
+         "4", "--max-attempts", "5"]
+    )  # fmt: skip
+    ray = settings_from_args(args).ray
+    assert (ray.address, ray.cpus_per_job, ray.gpus_per_job) == ("auto", 4.0, 0.5)
+    assert (ray.max_jobs_per_node, ray.resources, ray.max_attempts) == (2, {"a100": 1.0}, 5)
+    assert ray.jobs_on({"CPU": 16, "GPU": 2, "a100": 2}) == 2  # --max-jobs-per-node
+    assert ray.jobs_on({"CPU": 16, "GPU": 0.5, "a100": 2}) == 1  # half a GPU each
+    assert ray.jobs_on({"CPU": 16, "GPU": 8}) == 0  # no a100 resource: no jobs there
+    cpu = settings_from_args(parser.parse_args([*base, "--ray-address", "local"])).ray
+    assert cpu.gpus_per_job == 0 and cpu.cpus_per_job == 1 and cpu.jobs_on({"CPU": 3}) == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--ray-resources", "[1]"])
+    with pytest.raises(ValueError, match="--gpus-per-job needs --device cuda"):
+        settings_from_args(
+            parser.parse_args([*base, "--ray-address", "x:1", "--gpus-per-job", "1"])
+        )

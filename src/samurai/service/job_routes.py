@@ -16,8 +16,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from samurai.config import VARIANTS
+from samurai.config import TRACKERS, VARIANTS
 from samurai.service import uploads
+from samurai.service.params import check_in_frame, parse_job_params
 from samurai.service.schemas import (
     DEFAULT_MODEL,
     RESULT_KINDS,
@@ -26,8 +27,6 @@ from samurai.service.schemas import (
     JobListOut,
     JobOut,
     ResultKind,
-    check_in_frame,
-    parse_job_params,
 )
 from samurai.service.state import (
     ERRORS,
@@ -73,6 +72,11 @@ _JOB_FORM = {
         "labels": {"type": "string", "description": "JSON [1, 0, ...] per point (default 1)"},
         "model": {"type": "string", "default": DEFAULT_MODEL, "enum": list(VARIANTS)},
         "samurai_mode": {"type": "boolean", "default": True},
+        "tracker": {
+            "type": "string",
+            "enum": list(TRACKERS),
+            "description": "tracking policy (default samurai; sam2 when samurai_mode=false)",
+        },
         "options": {
             "type": "string",
             "description": 'JSON SAMURAI options {"kf_score_weight": 0.15}',

@@ -12,8 +12,9 @@ from typing import Any
 from samurai.service.schemas import JobParams
 
 ManagerFactory = Callable[..., Any]
-"""``factory(variant, *, checkpoint, device, dtype, samurai_mode, overrides) -> manager`` with
-an `InferenceManager`-compatible ``process_video``; must be picklable (a module-level function)."""
+"""``factory(variant, *, checkpoint, device, dtype, samurai_mode, tracker, overrides) ->
+manager`` with an `InferenceManager`-compatible ``process_video``; must be picklable (a
+module-level function)."""
 
 
 class ManagerCache:
@@ -34,7 +35,7 @@ class ManagerCache:
 
     def get(self, params: JobParams, checkpoint: Path | str | None = None) -> Any:
         """The manager of ``params.model``; ``checkpoint`` overrides the configured weights."""
-        key = (params.samurai_mode, tuple(sorted(params.options.items())))
+        key = (params.tracker, tuple(sorted(params.options.items())))
         cached = self.managers.get(params.model)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -49,6 +50,7 @@ class ManagerCache:
             device=self.device,
             dtype=self.dtype,
             samurai_mode=params.samurai_mode,
+            tracker=params.tracker,
             overrides=overrides,
         )
         self.managers[params.model] = (key, manager)

@@ -18,7 +18,7 @@ class RaySettings:
     Attributes:
         address: ``local`` (a private Ray instance started with the server), ``auto``,
             ``HOST:PORT`` or ``ray://HOST:10001``.
-        cpus_per_job: CPUs each actor asks for (its torch threads).
+        cpus_per_job: CPUs each actor asks for (its torch threads; 0 reserves none).
         gpus_per_job: GPUs each actor asks for (fractions share a GPU); 0 on CPU.
         max_jobs_per_node: most actors (jobs at once) per node; None = as many as the node's
             CPUs, GPUs and custom resources hold.
@@ -36,7 +36,7 @@ class RaySettings:
     def __post_init__(self) -> None:
         if not self.address:
             raise ValueError("--ray-address: expected local, auto, HOST:PORT or ray://HOST:PORT")
-        if not self.cpus_per_job > 0 or self.gpus_per_job < 0:
+        if self.cpus_per_job < 0 or self.gpus_per_job < 0:
             raise ValueError("--threads-per-worker must be >= 1 and --gpus-per-job >= 0")
         if self.max_jobs_per_node is not None and self.max_jobs_per_node < 1:
             raise ValueError("--max-jobs-per-node must be at least 1")

@@ -1,14 +1,12 @@
 """Settings, request parameters and response models of the tracking service.
 
-`ServiceSettings` is what ``samurai serve`` is started with; `parse_job_params` turns the form
-fields of ``POST /api/jobs`` into a validated `JobParams` (every error a one-line `ValueError`
-naming the field); the pydantic models document the responses on the OpenAPI page.
+`ServiceSettings` is what ``samurai serve`` is started with; `JobParams` is a validated request
+(`samurai.service.params.parse_job_params` makes one from the form fields); the pydantic models
+document the responses on the OpenAPI page.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -165,6 +163,7 @@ class JobParams:
         options: SAMURAI option overrides (`samurai.config.SamuraiConfig` field names).
         max_frames: track at most this many frames, None = the whole video.
         outputs: result kinds to write.
+        tracker: the tracking policy (`samurai.config.TRACKERS`); agrees with samurai_mode.
     """
 
     model: str
@@ -175,206 +174,21 @@ class JobParams:
     options: dict[str, Any]
     max_frames: int | None
     outputs: list[str]
+    tracker: str = "samurai"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobParams:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        known = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        # jobs stored before the tracker option: samurai_mode alone chose the policy
+        known.setdefault("tracker", "samurai" if values["samurai_mode"] else "sam2")
+        return cls(**known)
 
     @property
     def num_objects(self) -> int:
         return max(len(self.boxes or []), 1)
-
-
-def json_depth(text: str) -> int:
-    """Deepest bracket nesting of JSON ``text`` (brackets inside strings are skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _json(name: str, text: str) -> Any:
-    """Parse a JSON form field, refusing nesting deeper than `MAX_JSON_DEPTH` before parsing."""
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from exc
-    except (RecursionError, MemoryError):  # defence in depth: the depth check comes first
-        raise ValueError(f"{name}: JSON too deeply nested or too large") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f"{name}: not valid JSON ({str(exc)[:80]})") from None
-
-
-def _number(name: str, value: Any) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float))
-    if not bad:
-        try:
-            value = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            bad = True
-    if bad or not math.isfinite(value) or abs(value) > MAX_COORDINATE:
-        shown = json.dumps(value)[:40] if not isinstance(value, int) else str(value)[:40]
-        raise ValueError(f"{name}: expected a finite number of magnitude <= 1e9, got {shown}")
-    return float(value)
-
-
-def parse_boxes(text: str) -> list[list[float]]:
-    """``boxes`` field: JSON ``[[x, y, w, h], ...]``, one box per object (ids 1..N)."""
-    boxes = _json("boxes", text)
-    if not isinstance(boxes, list) or not boxes:
-        raise ValueError("boxes: expected a non-empty JSON list of [x, y, w, h], one per object")
-    if len(boxes) > MAX_OBJECTS:
-        raise ValueError(f"boxes: at most {MAX_OBJECTS} objects per job, got {len(boxes)}")
-    parsed = []
-    for i, box in enumerate(boxes):
-        if not isinstance(box, list) or len(box) != 4:
-            raise ValueError(f"boxes[{i}]: expected [x, y, w, h], got {json.dumps(box)[:60]}")
-        x, y, w, h = (_number(f"boxes[{i}]", v) for v in box)
-        if w <= 0 or h <= 0:
-            raise ValueError(f"boxes[{i}]: width and height must be positive, got {w:g} x {h:g}")
-        parsed.append([x, y, w, h])
-    return parsed
-
-
-def parse_points(points_text: str, labels_text: str | None) -> tuple[list[list[float]], list[int]]:
-    """``points`` (JSON ``[[x, y], ...]``: clicks on object 1) and ``labels`` (JSON ``[1, 0,
-    ...]``, 1 = object, 0 = background; default all 1)."""
-    points = _json("points", points_text)
-    if not isinstance(points, list) or not points:
-        raise ValueError("points: expected a non-empty JSON list of [x, y] clicks")
-    if len(points) > MAX_POINTS:
-        raise ValueError(f"points: at most {MAX_POINTS} clicks, got {len(points)}")
-    labels = _json("labels", labels_text) if labels_text else [1] * len(points)
-    if not isinstance(labels, list) or len(labels) != len(points):
-        raise ValueError(f"labels: expected a JSON list of {len(points)} labels, one per point")
-    if any(isinstance(m, bool) or m not in (0, 1) for m in labels):
-        raise ValueError("labels: each label is 1 (object) or 0 (background)")
-    if 1 not in labels:
-        raise ValueError("labels: at least one point must be on the object (label 1)")
-    parsed = []
-    for j, point in enumerate(points):
-        if not isinstance(point, list) or len(point) != 2:
-            raise ValueError(f"points[{j}]: expected [x, y], got {json.dumps(point)[:60]}")
-        parsed.append([_number(f"points[{j}]", v) for v in point])
-    return parsed, [int(m) for m in labels]
-
-
-def check_in_frame(params: JobParams, *, width: int, height: int) -> None:
-    """Reject boxes and points outside a ``width`` x ``height`` first frame, as
-    `InferenceManager.process_video` would (boxes that only stick out are clipped there)."""
-    for i, (x, y, w, h) in enumerate(params.boxes or []):
-        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            raise ValueError(
-                f"boxes[{i}]: [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} "
-                "first frame"
-            )
-    for j, (x, y) in enumerate(params.points or []):
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise ValueError(
-                f"points[{j}]: ({x:g}, {y:g}) lies outside the {width}x{height} first frame"
-            )
-
-
-def parse_options(text: str | None) -> dict[str, Any]:
-    """``options`` field: JSON object of SAMURAI options, e.g. ``{"kf_score_weight": 0.15}``."""
-    if not text:
-        return {}
-    options = _json("options", text)
-    if not isinstance(options, dict):
-        raise ValueError('options: expected a JSON object such as {"kf_score_weight": 0.15}')
-    unknown = sorted(set(options) - SAMURAI_OPTIONS)
-    if unknown:
-        raise ValueError(f"options: unknown {unknown}; known: {sorted(SAMURAI_OPTIONS)}")
-    for key, value in options.items():
-        default = getattr(SamuraiConfig(), key)
-        if isinstance(default, str):
-            if not isinstance(value, str):
-                raise ValueError(f"options.{key}: expected a string")
-        elif isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"options.{key}: expected an integer")
-        else:
-            _number(f"options.{key}", value)
-    return dict(options)
-
-
-def parse_bool(name: str, text: str | None, default: bool) -> bool:
-    if text is None or text == "":
-        return default
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}: expected true or false, got {text!r}")
-
-
-def parse_outputs(text: str | None) -> list[str]:
-    """``outputs``: comma-separated or JSON list of result kinds; default all."""
-    if not text:
-        return list(RESULT_KINDS)
-    values = _json("outputs", text) if text.lstrip().startswith("[") else text.split(",")
-    kinds = [str(v).strip() for v in values if str(v).strip()]
-    unknown = sorted(set(kinds) - set(RESULT_KINDS))
-    if unknown or not kinds:
-        raise ValueError(f"outputs: unknown {unknown}; choose from {list(RESULT_KINDS)}")
-    return [k for k in RESULT_KINDS if k in kinds]
-
-
-def parse_job_params(form: dict[str, str]) -> JobParams:
-    """Validate the form fields of ``POST /api/jobs`` (see `check_in_frame` for the frame).
-
-    Raises:
-        ValueError: one line naming the field and the problem.
-    """
-    try:
-        model = resolve_variant(form.get("model") or DEFAULT_MODEL)
-    except ValueError as exc:
-        raise ValueError(f"model: {exc}") from exc
-    boxes = parse_boxes(form["boxes"]) if form.get("boxes") else None
-    points = labels = None
-    if form.get("points"):
-        points, labels = parse_points(form["points"], form.get("labels"))
-    elif form.get("labels"):
-        raise ValueError("labels: given without points")
-    if boxes is None and points is None:
-        raise ValueError(
-            "boxes: required, a JSON list of [x, y, w, h] on the first frame (or give points)"
-        )
-    samurai_mode = parse_bool("samurai_mode", form.get("samurai_mode"), True)
-    options = parse_options(form.get("options"))
-    if options and not samurai_mode:
-        raise ValueError("options: SAMURAI options need samurai_mode=true")
-    max_frames = None
-    if form.get("max_frames"):
-        text = form["max_frames"]
-        try:
-            max_frames = int(text)
-        except ValueError:
-            raise ValueError(f"max_frames: expected an integer, got {text[:40]!r}") from None
-        if not 1 <= max_frames <= 1_000_000_000:
-            raise ValueError("max_frames: must be between 1 and 1e9")
-    outputs = parse_outputs(form.get("outputs"))
-    return JobParams(model, boxes, points, labels, samurai_mode, options, max_frames, outputs)
 
 
 # response models (OpenAPI documentation)
@@ -460,6 +274,13 @@ __all__ = [
     "RESULT_KINDS",
     "JobParams",
     "ServiceSettings",
-    "check_in_frame",
-    "parse_job_params",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The form parsers live in `samurai.service.params` (kept importable from here)."""
+    if name in ("check_in_frame", "parse_job_params", "json_depth"):
+        from samurai.service import params
+
+        return getattr(params, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

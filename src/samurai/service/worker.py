@@ -52,6 +52,7 @@ def default_manager_factory(
     dtype: str,
     samurai_mode: bool,
     overrides: dict[str, Any],
+    tracker: str | None = None,
 ) -> Any:
     """An `InferenceManager` (weights from ``checkpoint`` or the checkpoint cache)."""
     from samurai.manager import InferenceManager
@@ -62,6 +63,7 @@ def default_manager_factory(
         device=device,
         dtype=dtype,  # type: ignore[arg-type]
         samurai_mode=samurai_mode,
+        tracker=tracker,
         download_progress=False,
         **overrides,
     )
