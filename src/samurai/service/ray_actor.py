@@ -133,7 +133,9 @@ class ServiceActor:
             dtype=settings.dtype,
             image_size=settings.image_size,
         )
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._job: str | None = None  # the job being tracked
+        self._stopped: set[str] = set()  # jobs asked to stop (possibly before they started)
         self._progress: Progress = (0, None, 0.0)
         self._shipped: dict[str, Path] = {}  # variant -> checkpoint received from the head
 
@@ -142,11 +144,14 @@ class ServiceActor:
         missing = [v for v, p in self.settings.checkpoints.items() if not Path(p).is_file()]
         return _node(), missing
 
-    def poll(self, stop: bool = False) -> Progress:
-        """The running job's progress; ``stop`` True makes it stop after the current frame."""
-        if stop:
-            self._stop.set()
-        return self._progress
+    def poll(self, job_id: str, stop: bool = False) -> Progress:
+        """Job ``job_id``'s progress (zeros until it runs); ``stop`` True makes it stop after
+        the current frame, or at once if it has not started (a late call for a job that ended
+        is ignored: the stop names its job)."""
+        with self._lock:
+            if stop:
+                self._stopped.add(job_id)
+            return self._progress if self._job == job_id else (0, None, 0.0)
 
     def _report(self, done: int, total: int | None, fps: float) -> None:
         self._progress = (done, total, fps)
@@ -154,8 +159,9 @@ class ServiceActor:
     def run(self, job: RemoteJob) -> RemoteResult:
         """Track one job; a ValueError is the job's fault, any other error also drops the
         variant's model (it may be in a bad state)."""
-        self._stop.clear()
-        self._progress = (0, None, 0.0)
+        with self._lock:
+            self._job, self._progress = job.job_id, (0, None, 0.0)
+            self._stopped &= {job.job_id}
         params = JobParams.from_dict(job.params)
         scratch = Path(tempfile.mkdtemp(prefix=f"samurai-job-{job.job_id}-"))
         try:
@@ -163,7 +169,7 @@ class ServiceActor:
             out = scratch / "out"
             try:
                 manager = self.cache.get(params, self._checkpoint(params.model, job.checkpoint))
-                summary = self._track(manager, params, video, job.video_name, out)
+                summary = self._track(manager, params, video, job, out)
             except ValueError:
                 raise
             except Exception:
@@ -181,11 +187,13 @@ class ServiceActor:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _track(self, manager: Any, params: JobParams, video: Path, name: str, out: Path) -> Any:
+    def _track(
+        self, manager: Any, params: JobParams, video: Path, job: RemoteJob, out: Path
+    ) -> Any:
         from samurai.io.frames import open_source
 
         source = open_source(str(video))
-        source.name = name  # masks.json names the video as the head knows it
+        source.name = job.video_name  # masks.json names the video as the head knows it
         try:
             return manager.process_video(
                 source,
@@ -196,7 +204,7 @@ class ServiceActor:
                 save=params.outputs,
                 max_frames=None if params.max_frames is None else params.max_frames - 1,
                 progress=self._report,
-                should_stop=self._stop.is_set,
+                should_stop=lambda: job.job_id in self._stopped,
             )
         finally:
             source.close()

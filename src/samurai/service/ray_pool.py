@@ -281,7 +281,8 @@ class RayPool:
                 if not self.store.renew_lease(job.id, job.attempts, self.settings.job_lease_s):
                     running.stop = True
             if running.poll is None and not slot.dead:
-                running.poll = slot.actor.poll.remote(running.stop or self._stopping.is_set())
+                stop = running.stop or self._stopping.is_set()
+                running.poll = slot.actor.poll.remote(running.job.id, stop)
 
     def _ended(self, slot: _Slot) -> None:
         running = slot.job
@@ -381,7 +382,8 @@ class RayPool:
         """Stop running jobs (they go back to the queue), kill the actors, leave Ray."""
         running = [s for s in self._slots if s.job is not None and not s.dead]
         for slot in running:
-            slot.actor.poll.remote(True)
+            assert slot.job is not None
+            slot.actor.poll.remote(slot.job.job.id, True)
         deadline = time.monotonic() + timeout_s
         for slot in running:
             assert slot.job is not None
