@@ -99,9 +99,14 @@ def _unpack(video: VideoPayload, folder: Path) -> Path:
 
 
 def _node() -> str:
-    import ray
+    """The Ray node id; the host name when used outside Ray."""
+    import socket
+    import sys
 
-    return str(ray.get_runtime_context().get_node_id())
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return str(ray.get_runtime_context().get_node_id())
+    return socket.gethostname()
 
 
 def _resolve(value: Any) -> Any:
