@@ -8,7 +8,6 @@ Real subprocesses (a fresh interpreter shows what an import costs); image size 2
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -20,35 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_probe import probe
 from samurai.cli import COMMANDS, build_parser, main
 from samurai.commands import configure_logging
 from samurai.demo import make_demo_clip
-
-# Calls main() once per argv in one fresh interpreter; after each, records the exit code, and
-# whether torch has been imported so far.
-_PROBE = """
-import json, sys
-from samurai.cli import main
-report = []
-for argv in json.loads(sys.argv[1]):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    report.append([argv, code, "torch" in sys.modules])
-print("PROBE " + json.dumps(report))
-"""
-
-
-def probe(*argvs: list[str]) -> list[tuple[list[str], int, bool]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(argvs)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("PROBE "))
-    return [tuple(item) for item in json.loads(line[len("PROBE ") :])]
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None):

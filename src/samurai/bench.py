@@ -104,12 +104,20 @@ class ComponentTimer:
             self.seconds[name] += time.perf_counter() - start
             self.calls[name] += 1
 
-    def wrap(self, obj: Any, attr: str, name: str) -> None:
-        """Time every call of ``obj.attr`` under ``name`` (instance attribute patch)."""
+    def wrap(
+        self,
+        obj: Any,
+        attr: str,
+        name: str,
+        *,
+        into: Callable[[], ComponentTimer] | None = None,
+    ) -> None:
+        """Time every call of ``obj.attr`` under ``name`` (instance attribute patch), in this
+        timer or, with ``into``, in the timer it returns at call time."""
         original = getattr(obj, attr)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            with self.measure(name):
+            with (self if into is None else into()).measure(name):
                 return original(*args, **kwargs)
 
         self._patched.append((obj, attr, obj.__dict__.get(attr, _MISSING)))
@@ -125,18 +133,64 @@ class ComponentTimer:
         self._patched.clear()
 
 
+_MODEL_PARTS = (
+    ("encode_image", "image encoder"),
+    ("condition_on_memory", "memory attention"),
+    ("decode", "mask decoder"),
+    ("encode_memory", "memory encoder"),
+)
+_STEPPER_PARTS = (
+    ("select_memory", "memory selection"),
+    ("forget_unreachable", "memory pruning"),
+)
+
+
+def _instrument_own(predictor: VideoPredictor, timer: ComponentTimer) -> None:
+    """Time the parts that belong to this predictor (its model and stepper)."""
+    for attr, name in _MODEL_PARTS:
+        timer.wrap(predictor.model, attr, name)
+    stepper = predictor.stepper
+    timer.wrap(stepper.candidate_selector, "select", "selection (KF / best IoU)")
+    for attr, name in _STEPPER_PARTS:
+        if hasattr(stepper, attr):
+            timer.wrap(stepper, attr, name)
+
+
 def instrument(predictor: VideoPredictor, timer: ComponentTimer) -> None:
     """Time the tracker's components: encoder, memory attention, decoder, memory encoder,
     SAMURAI / SAM 2 selection bookkeeping, frame decode + resize."""
-    model = predictor.model
-    timer.wrap(model, "encode_image", "image encoder")
-    timer.wrap(model, "condition_on_memory", "memory attention")
-    timer.wrap(model, "decode", "mask decoder")
-    timer.wrap(model, "encode_memory", "memory encoder")
-    stepper = predictor.stepper
-    timer.wrap(stepper.candidate_selector, "select", "selection (KF / best IoU)")
-    timer.wrap(stepper, "select_memory", "memory selection")
-    timer.wrap(stepper, "forget_unreachable", "memory pruning")
+    _instrument_own(predictor, timer)
     from samurai.tracking import step as step_module
 
     timer.wrap(step_module, "mask_to_box", "candidate boxes")
+
+
+class Turns:
+    """Several predictors measured turn by turn (``samurai bench --trackers``), each with its
+    own `ComponentTimer`; the module-level parts every predictor shares are timed into the
+    timer of the predictor whose turn it is (`turn`). Each predictor needs its own model.
+    """
+
+    def __init__(self, predictors: list[VideoPredictor], timers: list[ComponentTimer]) -> None:
+        if len({id(p.model) for p in predictors}) < len(predictors):
+            raise ValueError("predictors measured by turns need a model each")
+        self.timers = timers
+        self.current = 0
+        for predictor, timer in zip(predictors, timers, strict=True):
+            _instrument_own(predictor, timer)
+        from samurai.tracking import step as step_module
+
+        self._shared = ComponentTimer()  # holds the module patch
+        self._shared.wrap(
+            step_module, "mask_to_box", "candidate boxes", into=lambda: self.timers[self.current]
+        )
+
+    def turn(self, index: int) -> None:
+        """From now on, shared parts count for predictor ``index``."""
+        self.current = index
+
+    def restore(self) -> None:
+        """Undo every patch."""
+        for timer in self.timers:
+            timer.restore()
+        self._shared.restore()

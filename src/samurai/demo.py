@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         VARIANT,
         weights,
         device=args.device,
+        tracker="samurai",  # the demo shows SAMURAI, whatever the default policy becomes
         random_weights=weights is None,
         image_size=args.image_size,
     )

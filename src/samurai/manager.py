@@ -91,6 +91,8 @@ class TrackSummary:
             ``.incomplete`` names (``boxes_1.incomplete.txt``).
         complete: False when tracking was stopped (``should_stop``, Ctrl-C) before the end.
         obj_ids: the tracked objects, 1..N in prompt order.
+        tracker: the tracking policy that ran (``samurai``, ``sam2``, ``dam4sam``,
+            ``samurai+dam``).
     """
 
     num_frames: int
@@ -98,6 +100,7 @@ class TrackSummary:
     outputs: dict[str, Path]
     complete: bool
     obj_ids: tuple[int, ...]
+    tracker: str = "samurai"
 
 
 def default_output_dir(video: FrameSourceSpec) -> Path:
@@ -232,7 +235,8 @@ class InferenceManager:
     ) -> Any:
         """Track every video of a manifest into ``<output_dir>/<id>/``, resumably, with this
         model in this process (as ``samurai batch``; several workers or a Ray cluster:
-        `samurai.batch.run_batch`).
+        `samurai.batch.run_batch`). The journal records this manager's settings, its tracking
+        policy included: rerunning into ``output_dir`` with another policy is refused.
 
         Args:
             manifest: a JSONL / CSV manifest path, or `samurai.batch.BatchJob`s.
@@ -340,7 +344,8 @@ class InferenceManager:
                     source.close()
         obj_ids = tuple(p.obj_id for p in prompts)
         outputs = _outputs(out, save, obj_ids, overlay_path, complete)
-        return TrackSummary(done, fps, outputs, complete, obj_ids)
+        tracker = self.predictor.tracker_name  # what the predictor runs, from its own configs
+        return TrackSummary(done, fps, outputs, complete, obj_ids, tracker)
 
     def _write_all(
         self,

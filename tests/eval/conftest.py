@@ -1,4 +1,4 @@
-"""Tiny benchmark folder trees built in tmp_path."""
+"""Tiny benchmark folder trees built in tmp_path, and ``samurai eval`` run in this process."""
 
 from __future__ import annotations
 
@@ -69,3 +69,19 @@ def make_got10k(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture
+def cli_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """``samurai eval ARGS`` through ``samurai.cli.main`` in this process (logging left alone):
+    (exit code, stdout, stderr)."""
+    import samurai.cli
+
+    monkeypatch.setattr(samurai.cli, "configure_logging", lambda quiet: None)
+
+    def run(*args: object) -> tuple[int, str, str]:
+        code = samurai.cli.main(["eval", *map(str, args)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -87,21 +87,6 @@ def test_lasot_tracks_resumes_and_reports(
     assert stderr.strip().endswith("--workers is for tracking")
 
 
-@pytest.fixture
-def cli_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """``samurai.cli.main`` in this process (logging left alone): (exit code, stdout, stderr)."""
-    import samurai.cli
-
-    monkeypatch.setattr(samurai.cli, "configure_logging", lambda quiet: None)
-
-    def run(*args: object) -> tuple[int, str, str]:
-        code = samurai.cli.main(["eval", *map(str, args)])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, cli_main):
     code, _, stderr = cli_main("--dataset", "lasot", "--root", tmp_path / "nowhere")
     assert code == 2

@@ -97,7 +97,8 @@ def test_lasot_run_writes_official_files_sidecar_and_report(lasot_root: Path, tm
     assert predictor.videos == ["cat-1", "dog-1"]
     assert [(e.name, e.done, e.total) for e in events] == [("cat-1", 1, 2), ("dog-1", 2, 2)]
     sidecar = json.loads((out / "samurai_sam2.1_hiera_t.json").read_text())
-    assert sidecar["run"]["variant"] == "sam2.1_hiera_t" and sidecar["run"]["samurai_mode"]
+    assert sidecar["run"]["variant"] == "sam2.1_hiera_t"
+    assert sidecar["run"]["tracker"] == "samurai"
     assert sidecar["sequences"]["dog-1"]["frames"] == NUM_FRAMES
     assert sidecar["sequences"]["dog-1"]["fps"] > 0
     data = json.loads((out / "report.json").read_text())

@@ -1,7 +1,9 @@
 """Track every job of a batch into ``<out>/<id>/``, resumably, here or on a Ray cluster.
 
-``<out>/batch.jsonl`` is the batch's journal: its first line holds the model settings, then
-one line per job that ended (``done`` with frames, seconds, outputs and node, or ``failed``
+``<out>/batch.jsonl`` is the batch's journal: its first line holds the model settings (variant,
+checkpoint, dtype, image size, tracking policy, ...), then
+one line per job that ended (``done`` with frames, seconds, outputs, node and the tracking
+policy its worker ran, or ``failed``
 with the reason), appended as each job ends. A job counts as finished when its last record
 is ``done`` for the same video, prompts and options and every output it listed is there under
 its final name; a rerun skips finished jobs and runs every other one again (failed ones
@@ -126,6 +128,8 @@ class _Journal:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
         first, *rest = (_read_lines(path) if path.is_file() else []) or [{}]
+        if isinstance(first.get("run"), dict):
+            first = {**first, "run": _current_form(first["run"])}
         jobs = [r for r in rest if isinstance(r.get("job"), str)]
         if first.get("run") != run and jobs:
             raise ValueError(
@@ -154,6 +158,16 @@ class _Journal:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _current_form(run: dict[str, Any]) -> dict[str, Any]:
+    """A journal's settings as this version writes them: journals from before the tracker
+    policies name ``samurai_mode`` (True: ``samurai``, False: ``sam2``) or, for a prebuilt
+    manager, nothing (it ran the default, ``samurai``)."""
+    if "tracker" in run:
+        return run
+    legacy = {k: v for k, v in run.items() if k != "samurai_mode"}
+    return {**legacy, "tracker": "samurai" if run.get("samurai_mode", True) else "sam2"}
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -249,6 +263,7 @@ def _settle(job: BatchJob, outcome: Outcome, journal: _Journal, out: Path) -> Jo
             seconds=round(outcome.seconds, 3),
             outputs=list(outcome.outputs),
             node=outcome.node,
+            tracker=outcome.tracker,
         )
         return outcome
     reason = _reason(outcome)
@@ -288,6 +303,7 @@ def _run_settings(spec: ManagerSpec, manager: Any) -> dict[str, Any]:
             "dtype": manager.dtype,
             "image_size": manager.image_size,
             "random_weights": bool(manager.random_weights),
+            "tracker": manager.tracker_name,
         }
     return {
         "variant": spec.variant,
@@ -295,7 +311,7 @@ def _run_settings(spec: ManagerSpec, manager: Any) -> dict[str, Any]:
         "dtype": spec.dtype,
         "image_size": spec.overrides.get("image_size", 1024),
         "random_weights": spec.random_weights,
-        "samurai_mode": spec.samurai_mode,
+        "tracker": spec.tracker_name,
         "overrides": {k: v for k, v in sorted(spec.overrides.items()) if k != "image_size"},
     }
 

@@ -49,9 +49,12 @@ class ManagerSpec:
             checkpoint cache (downloaded there when missing).
         device: torch device of the workers.
         dtype: ``float32``, ``bfloat16`` or ``float16``.
-        samurai_mode: SAMURAI selection and memory (False: plain SAM 2).
+        samurai_mode: SAMURAI selection and memory (False: plain SAM 2); read only when
+            ``tracker`` is None.
         random_weights: untrained weights (a trial only: meaningless outputs).
         overrides: official config names (``image_size``, ``fill_hole_area``, ...).
+        tracker: the tracking policy, one of `samurai.config.TRACKERS`; None = ``samurai``
+            or ``sam2`` as ``samurai_mode`` says.
     """
 
     variant: str = "sam2.1_hiera_t"
@@ -61,6 +64,18 @@ class ManagerSpec:
     samurai_mode: bool = True
     random_weights: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    tracker: str | None = None
+
+    def __post_init__(self) -> None:
+        from samurai.config import resolve_tracker
+
+        if self.tracker is not None:  # canonical name, so journals compare equal
+            object.__setattr__(self, "tracker", resolve_tracker(self.tracker))
+
+    @property
+    def tracker_name(self) -> str:
+        """The resolved policy: ``tracker``, else ``samurai`` / ``sam2`` by ``samurai_mode``."""
+        return self.tracker or ("samurai" if self.samurai_mode else "sam2")
 
     def build(self) -> Any:
         from samurai.manager import InferenceManager
@@ -70,7 +85,7 @@ class ManagerSpec:
             self.checkpoint,
             device=self.device,
             dtype=self.dtype,  # type: ignore[arg-type]
-            samurai_mode=self.samurai_mode,
+            tracker=self.tracker_name,
             random_weights=self.random_weights,
             download_progress=False,
             **self.overrides,
@@ -113,6 +128,7 @@ class JobReport:
         outputs: output names written (``overlay.mp4``, ``boxes_1.txt``, ``masks``, ...).
         node: where it ran (host name, or the Ray node id).
         files: a shipped job's outputs, relative path -> bytes (None when written in place).
+        tracker: the tracking policy that ran (the worker's predictor says), or None.
     """
 
     job_id: str
@@ -121,6 +137,7 @@ class JobReport:
     outputs: tuple[str, ...]
     node: str
     files: dict[str, bytes] | None = None
+    tracker: str | None = None
 
 
 class BatchWorker:
@@ -194,7 +211,9 @@ class BatchWorker:
             source.close()
         outputs = tuple(sorted(Path(p).name for p in summary.outputs.values()))
         seconds = time.perf_counter() - started
-        return JobReport(job.job_id, summary.num_frames, seconds, outputs, _node_name())
+        return JobReport(
+            job.job_id, summary.num_frames, seconds, outputs, _node_name(), tracker=summary.tracker
+        )
 
 
 def pack_video(job: BatchJob) -> VideoPayload | None:

@@ -8,8 +8,10 @@ checkpoints, I/O) into one line ``samurai: error: <message>`` and exit code 2, a
 exit code 130. `samurai.cli` lists the modules; a module that does not exist yet is skipped.
 
 Model options (``--model``, ``--checkpoint``, ``--random-weights``, ``--device``, ``--dtype``,
-``--no-samurai``, ``--image-size``) come from `add_model_options` and become an
-`InferenceManager` through `manager_from_args`, so every command reads them the same way.
+``--tracker`` / ``--no-samurai``, ``--image-size``) come from `add_model_options` and become an
+`InferenceManager` through `manager_from_args`, so every command reads them the same way;
+`tracker_from_args` resolves the tracking policy. The per-video outputs ``--save`` and
+``--absent-box`` of ``track`` and ``batch`` come from `add_output_options`.
 
 Nothing here imports torch: ``samurai --help`` and argument errors stay instant.
 """
@@ -24,19 +26,23 @@ from collections.abc import Callable
 from typing import Any
 
 from samurai.checkpoints import CheckpointError
-from samurai.config import VARIANTS
+from samurai.config import TRACKERS, VARIANTS
 
 __all__ = [
+    "DEFAULT_SAVE",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "TRACKER_HELP",
     "ProgressBar",
     "add_model_options",
+    "add_output_options",
     "common_options",
     "configure_logging",
     "error_line",
     "manager_from_args",
     "random_weights_banner",
     "run_guarded",
+    "tracker_from_args",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +52,17 @@ EXIT_INTERRUPTED = 130
 # FrameSourceError and CheckpointMismatchError are ValueErrors (named here without importing
 # samurai.build, which imports torch).
 _EXPECTED_ERRORS = (ValueError, CheckpointError, OSError)
+
+DEFAULT_SAVE = "overlay,boxes,rle,scores"
+"""``--save`` default of ``track`` and ``batch``: every output but the PNG masks."""
+
+TRACKER_HELP = (
+    "samurai = SAMURAI, Kalman-filter mask choice and quality-gated memory; sam2 = plain "
+    "SAM 2.1; dam4sam = DAM4SAM, distractor-aware memory (RAM + DRM); samurai+dam = SAMURAI's "
+    "mask choice over DAM4SAM's memory, EXPERIMENTAL and unpublished (no paper numbers); see "
+    "docs/trackers.md"
+)
+"""What each ``--tracker`` choice is, for the help of every command that takes it."""
 
 _BANNER = """\
 {rule}
@@ -72,8 +89,9 @@ def add_model_options(
     default_model: str = "sam2.1_hiera_t",
     random_weights: bool = True,
 ) -> Any:
-    """``--model --checkpoint [--random-weights] --device --dtype --no-samurai --image-size``;
-    returns the argument group, for commands that add model options of their own.
+    """``--model --checkpoint [--random-weights] --device --dtype --tracker --no-samurai
+    --image-size``; returns the argument group, for commands that add model options of their
+    own.
 
     ``random_weights``: offer ``--random-weights`` (read by `manager_from_args`; commands that
     build their models otherwise pass False).
@@ -110,10 +128,13 @@ def add_model_options(
         "autocast",
     )
     group.add_argument(
+        "--tracker", choices=TRACKERS, help=f"tracking policy (default samurai): {TRACKER_HELP}"
+    )
+    group.add_argument(
         "--no-samurai",
         dest="samurai",
         action="store_false",
-        help="plain SAM 2 tracking (no Kalman-filter mask selection, no memory gate)",
+        help="plain SAM 2 tracking, the same as --tracker sam2",
     )
     group.add_argument(
         "--image-size",
@@ -123,6 +144,41 @@ def add_model_options(
         "but changes results",
     )
     return group
+
+
+def add_output_options(group: Any, *, absent_help: str) -> None:
+    """``--save LIST`` and ``--absent-box {zero,last,predicted}`` on ``group`` (a parser or an
+    argument group); ``absent_help`` explains the choice in the command's words."""
+    from samurai.io.outputs import ALL_OUTPUTS
+
+    group.add_argument(
+        "--save",
+        default=DEFAULT_SAVE,
+        metavar="LIST",
+        help=f"comma-separated outputs among {','.join(sorted(ALL_OUTPUTS))}, or all "
+        f"(default {DEFAULT_SAVE})",
+    )
+    group.add_argument(
+        "--absent-box",
+        choices=("zero", "last", "predicted"),
+        default="zero",
+        help=absent_help,
+    )
+
+
+def tracker_from_args(args: argparse.Namespace) -> str:
+    """The tracking policy of ``--tracker`` / ``--no-samurai`` (default ``samurai``).
+
+    ``--no-samurai`` is ``--tracker sam2``; with another ``--tracker`` it is a one-line
+    ``ValueError``.
+    """
+    tracker = getattr(args, "tracker", None)
+    plain = not getattr(args, "samurai", True)
+    if tracker is None:
+        return "sam2" if plain else "samurai"
+    if plain and tracker != "sam2":
+        raise ValueError(f"--no-samurai means --tracker sam2; it contradicts --tracker {tracker}")
+    return str(tracker)
 
 
 def random_weights_banner(variant: str, reason: str | None = None) -> str:
@@ -162,7 +218,7 @@ def manager_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
             args.checkpoint,
             device=args.device,
             dtype=args.dtype,
-            samurai_mode=args.samurai,
+            tracker=tracker_from_args(args),
             random_weights=random_weights,
             download_progress=not args.quiet,
             **overrides,

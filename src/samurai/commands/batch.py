@@ -13,10 +13,11 @@ from typing import Any
 from samurai.commands import (
     EXIT_INTERRUPTED,
     add_model_options,
+    add_output_options,
     common_options,
     random_weights_banner,
+    tracker_from_args,
 )
-from samurai.io.outputs import ALL_OUTPUTS
 
 __all__ = ["EXIT_FAILED", "register", "run"]
 
@@ -24,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 """Exit code when the batch ran but some jobs failed (2: the batch was refused)."""
-
-_DEFAULT_SAVE = "overlay,boxes,rle,scores"
 
 _EPILOG = """\
 manifest: one job per line (JSONL) or per row (CSV with a header), e.g.
@@ -36,7 +35,9 @@ manifest: one job per line (JSONL) or per row (CSV with a header), e.g.
   clips/a.mp4,a,"300,0,220,400",boxes
 keys: video (path or URL; relative to the manifest), id (output folder, default the video's
 name), box ("x,y,w,h", several separated by ';'), boxes, box_file, points, labels, and the
-per-video options save, absent_box, start_frame, max_frames.
+per-video options save, absent_box, start_frame, max_frames. The model settings (--model,
+--tracker, --image-size, ...) are the batch's: a rerun into the same --out with others is
+refused.
 
 outputs: <out>/<id>/ holds what `samurai track` writes; <out>/batch.jsonl records each job
 that ended. Running the same command again skips finished jobs and retries the others.
@@ -47,6 +48,7 @@ examples:
   samurai batch videos.jsonl --out results/ --workers 2
   samurai batch videos.csv --out results/ --ray-address auto --workers 8 --device cuda
   samurai batch videos.jsonl --out results/ --ray-address local
+  samurai batch videos.jsonl --out results_dam/ --tracker dam4sam
 """
 
 
@@ -65,18 +67,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("manifest", type=Path, help="JSONL or CSV file, one video per line")
     out = parser.add_argument_group("outputs (defaults for every video; the manifest may override)")
     out.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    out.add_argument(
-        "--save",
-        default=_DEFAULT_SAVE,
-        metavar="LIST",
-        help=f"comma-separated outputs among {','.join(sorted(ALL_OUTPUTS))}, or all "
-        f"(default {_DEFAULT_SAVE})",
-    )
-    out.add_argument(
-        "--absent-box",
-        choices=("zero", "last", "predicted"),
-        default="zero",
-        help="box line while an object is absent (default zero: 0,0,0,0)",
+    add_output_options(
+        out, absent_help="box line while an object is absent (default zero: 0,0,0,0)"
     )
     out.add_argument(
         "--max-frames", type=int, metavar="N", help="track N frames after the start frame"
@@ -125,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.random_weights and args.checkpoint is not None:
         raise ValueError("--random-weights and --checkpoint exclude each other")
+    tracker = tracker_from_args(args)
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint not found: {args.checkpoint}")
     defaults = JobOptions(
@@ -139,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=None if args.checkpoint is None else str(Path(args.checkpoint).absolute()),
             device=args.device,
             dtype=args.dtype,
-            samurai_mode=args.samurai,
             random_weights=args.random_weights,
             overrides={} if args.image_size is None else {"image_size": args.image_size},
+            tracker=tracker,
         ),
         workers=args.workers,
         ray_address=args.ray_address,

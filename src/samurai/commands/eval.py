@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samurai.commands import add_model_options, common_options
+from samurai.commands import add_model_options, common_options, tracker_from_args
 from samurai.eval.runner import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -18,13 +18,16 @@ examples:
   samurai eval --dataset lasot --root LaSOT --model sam2.1_hiera_l --device cuda --dtype float16
   samurai eval --dataset got10k --root GOT10k --workers 4 --device cuda
   samurai eval --dataset lasot --root LaSOT --ray-address auto --workers 16 --device cuda
-  samurai eval --dataset lasot --root LaSOT --results runs/ours raw/OSTrack raw/SeqTrack
+  samurai eval --dataset lasot --root LaSOT --tracker dam4sam --device cuda
+  samurai eval --dataset lasot --root LaSOT --out runs \
+      --results runs/samurai_sam2.1_hiera_t runs/dam4sam_sam2.1_hiera_t   # side by side
 """
 
 # options that only make sense when tracking (dest -> flag), refused with --results
 _TRACKING_OPTIONS = {
     "model": "--model", "checkpoint": "--checkpoint", "device": "--device", "dtype": "--dtype",
-    "samurai": "--no-samurai", "image_size": "--image-size", "name": "--name",
+    "samurai": "--no-samurai", "tracker": "--tracker", "image_size": "--image-size",
+    "name": "--name",
     "compare": "--compare", "workers": "--workers", "ray_address": "--ray-address",
     "threads": "--threads", "gpus_per_worker": "--gpus-per-worker",
 }  # fmt: skip
@@ -64,7 +67,7 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="results, timings and report (default samurai_eval/<dataset>)",
     )
-    out.add_argument("--name", help="result folder name (default samurai_<model>[_<size>])")
+    out.add_argument("--name", help="result folder name (default <tracker>_<model>[_<size>])")
     out.add_argument(
         "--compare", nargs="+", type=Path, metavar="DIR", help="other result folders to report"
     )
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             dataset, results, out, sequences=args.sequences, plots=not args.no_plots
         )
     else:
+        tracker = tracker_from_args(args)
         if args.image_size is not None and args.image_size != 1024:
             logger.warning("--image-size %d: the model was trained at 1024", args.image_size)
         config = EvalConfig(
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             root=args.root,
             variant=args.model,
             checkpoint=None if args.checkpoint is None else Path(args.checkpoint),
-            samurai_mode=args.samurai,
+            tracker=tracker,
             overrides={} if args.image_size is None else {"image_size": args.image_size},
             device=args.device,
             dtype=args.dtype,

@@ -17,8 +17,10 @@ from typing import Any
 from samurai.commands import (
     ProgressBar,
     add_model_options,
+    add_output_options,
     common_options,
     manager_from_args,
+    tracker_from_args,
 )
 from samurai.config import resolve_variant
 from samurai.io.frames import FrameSourceSpec, open_source
@@ -37,7 +39,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SEPARATORS = re.compile(r"[,\s]+")
-_DEFAULT_SAVE = "overlay,boxes,rle,scores"
 _MAX_IMAGE_SIZE = 4096
 # Ctrl-C, `docker stop` / systemd, a closed terminal: exit codes 130, 143, 129 (128 + signal)
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -59,6 +60,7 @@ examples:
   samurai track frames/ --box-file groundtruth.txt --save boxes --quiet
   samurai track clip.mp4 --box 10,20,50,80 --box 200,40,60,60 --save all
   samurai track clip.mp4 --points "410,200;380,90" --labels "1,0"
+  samurai track clip.mp4 --box 300,0,220,400 --tracker dam4sam
 """
 
 
@@ -95,18 +97,9 @@ def register(subparsers: Any) -> None:
     )
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", metavar="DIR", help="output folder (default samurai_out/<video>)")
-    out.add_argument(
-        "--save",
-        default=_DEFAULT_SAVE,
-        metavar="LIST",
-        help=f"comma-separated outputs among {','.join(sorted(ALL_OUTPUTS))}, or all "
-        f"(default {_DEFAULT_SAVE})",
-    )
-    out.add_argument(
-        "--absent-box",
-        choices=("zero", "last", "predicted"),
-        default="zero",
-        help="box line while an object is absent: 0,0,0,0 (default, as the official "
+    add_output_options(
+        out,
+        absent_help="box line while an object is absent: 0,0,0,0 (default, as the official "
         "evaluation), the last seen box, or the Kalman filter's prediction",
     )
     frames = parser.add_argument_group("frames")
@@ -126,7 +119,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="PX",
         help="fill background holes up to this area (low-res pixels) in the masks "
-        "(default 8, as the official predictor; 0 = off)",
+        "(default 8, as the official predictor; dam4sam: 0, as its code; 0 = off)",
     )
     parser.set_defaults(handler=run)
 
@@ -142,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("nothing to track: give --box X,Y,W,H, --box-file or --points/--labels")
     save = _parse_save(args.save)
     resolve_variant(args.model)
+    tracker_from_args(args)
     _check_numbers(args)
 
     # Cheap checks first: a bad box or folder should not wait for a model download.
@@ -183,14 +177,14 @@ def _track(
         overrides = {} if args.fill_hole_area is None else {"fill_hole_area": args.fill_hole_area}
         manager = manager_from_args(args, **overrides)
         logger.info(
-            "tracking %d object(s) in %s (%dx%d, %s frames) with %s%s",
+            "tracking %d object(s) in %s (%dx%d, %s frames) with %s (%s)",
             max(len(boxes), 1),
             source.name,
             source.width,
             source.height,
             source.num_frames if source.num_frames is not None else "live",
             manager.variant,
-            "" if args.samurai else " (plain SAM 2)",
+            manager.predictor.tracker_name,
         )
         signals.defer()  # from here a signal ends tracking after the frame in hand
         with ProgressBar(quiet=args.quiet) as bar:

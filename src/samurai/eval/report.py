@@ -4,7 +4,9 @@ OPE benchmarks get AUC / OP50 / OP75 / precision@20px / normalised precision@0.2
 attribute (sequences averaged with equal weight, as pytracking and the LaSOT toolkit do). GOT-10k
 val gets AO / SR0.5 / SR0.75 over all frames and repetitions, as the got10k toolkit does. Test
 sets with withheld annotations cannot be evaluated here: pack them with ``results.pack_got10k`` /
-``results.pack_trackingnet`` for the servers.
+``results.pack_trackingnet`` for the servers. Folders written by ``samurai eval`` carry their
+run's configuration (``<folder>.json``): the report then adds a "Runs" table naming each
+folder's tracking policy, model, image size, dtype and speed, so policies compare side by side.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from samurai.eval.metrics import (
     sequence_scores,
     summarize,
 )
-from samurai.eval.results import ResultFolder, atomic_write_text
+from samurai.eval.results import ResultFolder, atomic_write_text, read_run
 
 Scores = OpeScores | Got10kScores
 
@@ -52,6 +54,8 @@ class Report:
         per_sequence: tracker -> sequence -> scores.
         per_attribute: attribute -> tracker -> scores over the sequences with that attribute.
         attribute_counts: attribute -> number of evaluated sequences with it.
+        runs: tracker -> configuration of the ``samurai eval`` run behind its folder (tracking
+            policy, variant, dtype, ..., ``fps``); folders written elsewhere have none.
     """
 
     benchmark: str
@@ -61,6 +65,7 @@ class Report:
     per_sequence: dict[str, dict[str, Scores]]
     per_attribute: dict[str, dict[str, Scores]]
     attribute_counts: dict[str, int]
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_got10k(self) -> bool:
@@ -90,6 +95,7 @@ class Report:
                 t: {seq: _scalars(s) for seq, s in by_seq.items()}
                 for t, by_seq in self.per_sequence.items()
             },
+            "runs": self.runs,
         }
 
     def to_markdown(self) -> str:
@@ -108,7 +114,29 @@ class Report:
                 for a, by_tracker in sorted(self.per_attribute.items())
             ]  # fmt: skip
             lines += _table(["Attribute", "Sequences", *self.ranked()], rows)
+        if self.runs:
+            lines += ["", "## Runs", ""]
+            lines += _table(
+                ["Tracker", "Policy", "Model", "Image size", "dtype", "Frames/s"],
+                [_run_row(name, self.runs.get(name)) for name in self.ranked()],
+            )
         return "\n".join(lines) + "\n"
+
+
+def _run_row(name: str, run: dict[str, Any] | None) -> list[str]:
+    """One tracker's line of the Runs table (dashes for folders written elsewhere)."""
+    if run is None:
+        return [name, "-", "-", "-", "-", "-"]
+    size = run.get("overrides", {}).get("image_size", 1024)
+    fps = run.get("fps")
+    return [
+        name,
+        str(run.get("tracker", "-")),
+        str(run.get("variant", "-")),
+        str(size),
+        str(run.get("dtype", "-")),
+        "-" if fps is None else f"{fps:.2f}",
+    ]
 
 
 def _headline(scores: Scores) -> float:
@@ -237,6 +265,7 @@ def evaluate(
         per_sequence=per_sequence,
         per_attribute=_per_attribute(evaluated, per_sequence),
         attribute_counts=dict(Counter(a for s in evaluated for a in s.attributes).most_common()),
+        runs={n: run for n, f in folders.items() if (run := read_run(f.root)) is not None},
     )
 
 

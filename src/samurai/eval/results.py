@@ -17,20 +17,47 @@ a finished sequence (``is_done``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 Layout = Literal["ope", "got10k"]
 _SEPARATORS = re.compile(r"[,\t ;]+")
+
+
+def run_config(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run configuration (``<tracker>.json``'s ``run``) as this version writes it: those
+    written before the tracker policies name ``samurai_mode`` instead of ``tracker`` (True:
+    ``samurai``, False: ``sam2``)."""
+    if "tracker" in run:
+        return dict(run)
+    legacy = {k: v for k, v in run.items() if k != "samurai_mode"}
+    return {**legacy, "tracker": "samurai" if run.get("samurai_mode", True) else "sam2"}
+
+
+def read_run(root: str | Path) -> dict[str, Any] | None:
+    """The configuration of the ``samurai eval`` run that wrote the result folder ``root``
+    (from its sidecar ``<root>.json``), with ``fps`` over its sequences; None for folders
+    written elsewhere (or an unreadable sidecar)."""
+    path = Path(root).parent / f"{Path(root).name}.json"
+    try:
+        data = json.loads(path.read_text())
+        run = run_config(data["run"])
+        timings = list(data.get("sequences", {}).values())
+        frames = sum(int(t["frames"]) for t in timings)
+        seconds = sum(float(t["seconds"]) for t in timings)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return {**run, "fps": frames / seconds if seconds > 0 else None}
 
 
 def format_boxes(boxes: ArrayLike) -> str:

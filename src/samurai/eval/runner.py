@@ -7,7 +7,8 @@ result file atomically as soon as it ends, so a killed run resumes where it stop
 whose box file is complete are skipped. Outputs under ``EvalConfig.out``:
 
 - ``<tracker>/``: result files in the benchmark's official layout (``ResultFolder``);
-- ``<tracker>.json``: the run's configuration and per-sequence frames / seconds / fps;
+- ``<tracker>.json``: the run's configuration (tracking policy included) and per-sequence
+  frames / seconds / fps;
 - ``report.md``, ``report.json`` and the plots (``report.write_report``), or, for test splits
   whose annotations are withheld (GOT-10k test, TrackingNet), the zip the evaluation server takes.
 
@@ -27,7 +28,13 @@ from typing import Any
 from samurai.eval import datasets
 from samurai.eval.datasets import Dataset
 from samurai.eval.report import evaluate, write_report
-from samurai.eval.results import ResultFolder, atomic_write_text, pack_got10k, pack_trackingnet
+from samurai.eval.results import (
+    ResultFolder,
+    atomic_write_text,
+    pack_got10k,
+    pack_trackingnet,
+    run_config,
+)
 from samurai.eval.workers import (
     Outcome,
     PredictorSpec,
@@ -80,7 +87,8 @@ class EvalConfig:
         root: dataset folder.
         variant: VARIANTS key of the model.
         checkpoint: weights file; None = the cached official checkpoint (downloaded if missing).
-        samurai_mode: SAMURAI motion-aware selection and memory; False = plain SAM 2.
+        samurai_mode: SAMURAI motion-aware selection and memory; False = plain SAM 2. Read
+            only when ``tracker`` is None.
         overrides: official config names passed to ``build_sam2_video_predictor``
             (``image_size``, ``kf_score_weight``, ...).
         device: torch device of the workers; None = cuda when available, else cpu.
@@ -97,6 +105,8 @@ class EvalConfig:
         compare: tracker name -> result folder of other trackers to add to the report.
         tracker_name: name of this run's result folder; None = ``tracker_label``.
         plots: write the success / precision plots with the report.
+        tracker: the tracking policy, one of `samurai.config.TRACKERS`; None = ``samurai`` or
+            ``sam2`` as ``samurai_mode`` says.
     """
 
     dataset: str
@@ -118,11 +128,14 @@ class EvalConfig:
     compare: Mapping[str, Path] = field(default_factory=dict)
     tracker_name: str | None = None
     plots: bool = True
+    tracker: str | None = None
 
     def __post_init__(self) -> None:
-        from samurai.config import resolve_variant
+        from samurai.config import resolve_tracker, resolve_variant
 
         object.__setattr__(self, "variant", resolve_variant(self.variant))
+        if self.tracker is not None:
+            object.__setattr__(self, "tracker", resolve_tracker(self.tracker))
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}, expected one of: {DATASETS}")
         if self.workers < 1:
@@ -135,12 +148,15 @@ class EvalConfig:
             raise ValueError(f"a compared result folder is also named {self.name!r}")
 
     @property
+    def policy(self) -> str:
+        """The tracking policy that runs: ``tracker``, else by ``samurai_mode``."""
+        return self.tracker or ("samurai" if self.samurai_mode else "sam2")
+
+    @property
     def name(self) -> str:
         """The result folder's name: ``tracker_name`` or ``tracker_label(...)``."""
         return self.tracker_name or tracker_label(
-            self.variant,
-            samurai_mode=self.samurai_mode,
-            image_size=self.overrides.get("image_size"),
+            self.variant, tracker=self.policy, image_size=self.overrides.get("image_size")
         )
 
     @property
@@ -149,9 +165,21 @@ class EvalConfig:
         return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
 
-def tracker_label(variant: str, *, samurai_mode: bool, image_size: int | None = None) -> str:
-    """``samurai_sam2.1_hiera_t`` / ``sam2_sam2.1_hiera_t``, ``_<size>`` if not 1024."""
-    label = f"{'samurai' if samurai_mode else 'sam2'}_{variant}"
+def tracker_label(
+    variant: str,
+    *,
+    tracker: str | None = None,
+    samurai_mode: bool = True,
+    image_size: int | None = None,
+) -> str:
+    """``<tracker>_<variant>``, ``_<size>`` if not 1024: ``samurai_sam2.1_hiera_t``,
+    ``dam4sam_sam2.1_hiera_t``, ``sam2_sam2_hiera_t_512``; ``tracker`` None: ``samurai`` or
+    ``sam2`` by ``samurai_mode``."""
+    from samurai.config import resolve_tracker
+
+    name = resolve_tracker(tracker) if tracker is not None else None
+    policy = name or ("samurai" if samurai_mode else "sam2")
+    label = f"{policy}_{variant}"
     return label if image_size in (None, 1024) else f"{label}_{int(image_size)}"
 
 
@@ -171,6 +199,8 @@ class _Sidecar:
     def __init__(self, path: Path, run: dict[str, Any]) -> None:
         self.path = path
         data = json.loads(path.read_text()) if path.is_file() else {"run": run, "sequences": {}}
+        if isinstance(data.get("run"), dict):
+            data["run"] = run_config(data["run"])
         if data.get("run") != run:
             raise ValueError(
                 f"{path.parent / path.stem} holds results of another configuration "
@@ -217,7 +247,7 @@ def run_benchmark(
     run = {
         "dataset": config.dataset,
         "variant": spec.variant,
-        "samurai_mode": spec.samurai_mode,
+        "tracker": spec.tracker_name,
         "dtype": spec.dtype,
         "overrides": spec.overrides,
     }
@@ -302,6 +332,7 @@ def _predictor_spec(config: EvalConfig, *, resolve_checkpoint: bool) -> Predicto
         dtype=config.dtype,
         samurai_mode=config.samurai_mode,
         overrides=dict(config.overrides),
+        tracker=config.policy,
     )
 
 

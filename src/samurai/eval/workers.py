@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """What a worker needs to build its predictor (picklable)."""
+    """What a worker needs to build its predictor (picklable); ``tracker`` (one of
+    `samurai.config.TRACKERS`) wins over ``samurai_mode`` when given."""
 
     variant: str
     checkpoint: str | None
@@ -36,12 +37,22 @@ class PredictorSpec:
     dtype: str
     samurai_mode: bool
     overrides: dict[str, Any]
+    tracker: str | None = None
+
+    @property
+    def tracker_name(self) -> str:
+        """The policy the workers run."""
+        return self.tracker or ("samurai" if self.samurai_mode else "sam2")
 
     def build(self) -> Any:
         from samurai.api import build_sam2_video_predictor
 
         return build_sam2_video_predictor(
-            self.variant, self.checkpoint, self.device, self.samurai_mode, **self.overrides
+            self.variant,
+            self.checkpoint,
+            self.device,
+            tracker=self.tracker_name,
+            **self.overrides,
         )
 
 
