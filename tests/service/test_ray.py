@@ -92,6 +92,8 @@ def test_results_equal_the_local_workers(
         first = submit(client, clips[JOBS[0][0]], JOBS[0][1])
         events = read_sse(client, first)
         assert events[-1][0] == "end" and events[-1][1]["state"] == "done"
+        assert events[-1][1]["frames_done"] == events[-1][1]["num_frames"] == 4
+        assert events[-1][1]["fps"] > 0
         got = [results(client, wait_job(client, first))]
         got += run_jobs(client, clips)[1:]
     assert not differences(got, reference)

@@ -293,12 +293,12 @@ def run(args: argparse.Namespace) -> int:
     for root in settings.allowed_roots:
         if not root.is_dir():
             raise ValueError(f"--allowed-root {root}: not a folder")
-    if settings.ray is not None:  # here, not in the app: a bad address is one line, not a hang
-        from samurai.batch.executor import connect_ray
-
-        connect_ray(settings.ray.address, cpus=int(settings.ray.cpus_per_job))
     lock = prepare(settings)  # before anything touches a job: one owner, a sound database
     try:
+        if settings.ray is not None:  # here, not in the app: a bad address is one line at once
+            from samurai.batch.executor import connect_ray
+
+            connect_ray(settings.ray.address, cpus=int(settings.ray.cpus_per_job))
         logger.info("http://%s:%d/ (API docs at /docs)", settings.host, settings.port)
         server = uvicorn.Server(
             uvicorn.Config(

@@ -312,7 +312,8 @@ class RayPool:
 
     def _complete(self, job: JobRecord, result: RemoteResult) -> None:
         out = job_dir(self.settings.data_dir, job.id) / str(job.attempts)
-        if not self.store.holds(job.id, job.attempts):
+        final = {"frames_done": result.frames, "num_frames": result.frames, "fps": result.fps}
+        if not self.store.report_progress(job.id, job.attempts, **final):  # short jobs: unpolled
             self._stopped(job)
             return
         shutil.rmtree(out, ignore_errors=True)
