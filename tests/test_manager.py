@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,30 @@ def test_constructor_checks(tmp_path: Path) -> None:
         InferenceManager(dtype="int8", random_weights=True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown option"):
         InferenceManager(random_weights=True, not_an_option=1)
+
+
+def test_the_tracker_reaches_summaries_and_batch_journals(
+    manager: InferenceManager, frames, tmp_path: Path
+) -> None:
+    """``tracker=`` is what the predictor runs, what each summary and a batch journal say; a
+    batch folder of one tracker refuses a manager of another."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png")
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text(f'{{"video": "{folder}", "box": "{",".join(map(str, BOX))}"}}\n')
+    plain = InferenceManager(
+        "sam2.1_hiera_t", synth_state_dict("sam2.1_hiera_t"), image_size=256, tracker="sam2"
+    )
+    assert (plain.tracker_name, plain.predictor.tracker_name) == ("sam2", "sam2")
+    assert plain.process_video(frames, boxes=[BOX], output_dir=tmp_path / "a").tracker == "sam2"
+    assert manager.process_video(frames, boxes=[BOX], output_dir=tmp_path / "b").tracker == (
+        "samurai"
+    )
+    summary = plain.process_batch(manifest, tmp_path / "out", save=("boxes",))
+    assert summary.done == ("frames",)
+    run, job = (json.loads(line) for line in (tmp_path / "out" / "batch.jsonl").open())
+    assert run["run"]["tracker"] == "sam2" and job["tracker"] == "sam2"
+    with pytest.raises(ValueError, match="holds a batch of other settings"):
+        manager.process_batch(manifest, tmp_path / "out", save=("boxes",))
