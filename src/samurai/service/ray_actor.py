@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -38,7 +37,6 @@ class ActorSettings:
     dtype: str
     image_size: int | None
     threads: int
-    niceness: int = 5
 
 
 @dataclass(frozen=True)
@@ -124,8 +122,6 @@ class ServiceActor:
         import cv2
         import torch
 
-        with contextlib.suppress(OSError):
-            os.nice(settings.niceness)
         torch.set_num_threads(settings.threads)
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)

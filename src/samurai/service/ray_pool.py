@@ -87,7 +87,6 @@ class RayPool:
             dtype=settings.dtype,
             image_size=settings.image_size,
             threads=max(1, round(self.ray_settings.cpus_per_job)),
-            niceness=settings.worker_niceness,
         )
         self._slots: list[_Slot] = []
         self._shipped: dict[str, Any] = {}  # variant -> ObjectRef of its checkpoint bytes
