@@ -4,8 +4,8 @@ RAM/DRM memory selection.
 Pure, stateless pieces of the DAM4SAM tracker (``dam4sam_tracker.py`` of
 github.com/jovanavidenovic/DAM4SAM, commit 9c954504b39ebca4c412f207be0787c26bfac85a),
 reproduced decision for decision; see ``tools/golden/dam4sam/SPEC.md`` (section 2.4/2.5)
-and the golden data in ``tests/data/golden/dam4sam/``. Nothing here is wired into the
-predictor yet.
+and the golden data in ``tests/data/golden/dam4sam/``. Wired into the predictor by
+:mod:`samurai.tracking.dam4sam_step`.
 
 VOT-toolkit conventions (vot-toolkit 0.7.1, which the official code calls):
 
@@ -192,6 +192,7 @@ def evaluate_drm_rule(
     candidate_masks: Sequence[ArrayLike],
     candidate_ious: ArrayLike,
     config: Dam4samConfig = _DEFAULTS,
+    chosen_index: int | None = None,
 ) -> DrmDecision:
     """The DRM update rule of ``DAM4SAMTracker.track`` on tracked frame ``frame_idx`` (>= 1).
 
@@ -199,10 +200,11 @@ def evaluate_drm_rule(
     ``last_added``: last DRM frame or -1; ``chosen_mask``: the output mask at video
     resolution (``logits > 0``); ``candidate_masks``: the 3 candidates at video resolution
     (``logits > 0``, after the object-absent replacement), ``candidate_ious``: their 3
-    predicted IoUs (float32). The chosen candidate is ``argmax(candidate_ious)``.
+    predicted IoUs (float32). The chosen candidate is ``argmax(candidate_ious)`` (the official
+    choice) unless ``chosen_index`` says otherwise (``samurai+dam``: the Kalman choice).
     """
     ious = np.asarray(candidate_ious, dtype=np.float32)
-    m_idx = int(np.argmax(ious))
+    m_idx = int(np.argmax(ious)) if chosen_index is None else int(chosen_index)
     m_iou = ious[m_idx]
     m = (np.asarray(chosen_mask) != 0).astype(np.uint8)
     n = int(m.sum())

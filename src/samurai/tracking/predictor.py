@@ -25,12 +25,12 @@ from samurai.config import (
     policy_name,
 )
 from samurai.io.frames import FrameSourceSpec, open_source
-from samurai.io.transforms import preprocess_video_frame
 from samurai.modeling.sam2 import NO_OBJ_SCORE, ImageFeatures, Sam2Model
+from samurai.tracking.dam4sam_step import make_stepper
 from samurai.tracking.prompts import make_mask_prompt, make_point_prompt
 from samurai.tracking.results import FrameResult, ObjectResult
 from samurai.tracking.state import MemoryEntry, ObjectTrack, Prompt, VideoState
-from samurai.tracking.step import ObjectStepper, StepOutput
+from samurai.tracking.step import StepOutput
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,6 @@ class VideoPredictor:
         runtime: RuntimeOptions | None = None,
         bounded_memory: bool = True,
     ) -> None:
-        if dam4sam is not None:
-            raise ValueError("tracker 'dam4sam' / 'samurai+dam' is not implemented yet")
         self.model = model
         self.tracker = tracker or TrackerConfig()
         self.samurai = samurai
@@ -113,7 +111,7 @@ class VideoPredictor:
             # split-bfloat16 heavy layers; float16 stays an autocast option of the caller
             model.set_compute_dtype(torch.bfloat16)
         self.bounded_memory = bounded_memory
-        self.stepper = ObjectStepper(model, self.tracker, samurai)
+        self.stepper = make_stepper(model, self.tracker, samurai, dam4sam)
 
     @classmethod
     def from_policy(
@@ -178,7 +176,7 @@ class VideoPredictor:
         """Encoded features of a frame (computed once, shared by all objects)."""
         feats = state.features.get(frame_idx)
         if feats is None:
-            image = preprocess_video_frame(state.source.get(frame_idx), self.image_size)
+            image = self.stepper.preprocess(state.source.get(frame_idx), self.image_size)
             feats = self.encode_frame(image)
             state.features.put(frame_idx, feats)
         return feats
@@ -266,6 +264,7 @@ class VideoPredictor:
             reverse=state.frames_tracked.get(idx, False),
             num_frames=state.num_frames,
             prev_logits=prev_logits,
+            video_size=(state.video_height, state.video_width),
         )
         track.prompts[idx] = prompt
         track.prompted_outputs.add(idx)
@@ -398,6 +397,11 @@ class VideoPredictor:
             raise ValueError(f"unknown object id {obj_id}; known: {state.obj_ids}")
         track = state.tracks[obj_id]
         idx = self._check_frame(state, frame_idx)
+        if track.dam is not None:
+            # a DAM4SAM object has one prompt (its init frame); clearing it resets the object
+            if idx == track.dam.init_frame:
+                state.tracks[obj_id] = ObjectTrack(obj_id=obj_id)
+            return
         track.prompts.pop(idx, None)
         track.prompted_outputs.discard(idx)
         track.cond_memory.pop(idx, None)

@@ -9,8 +9,29 @@ import torch
 import torch.nn.functional as F
 
 from samurai.io.masks import mask_to_box
+from samurai.tracking import dam4sam_rules
 from samurai.tracking.memory import MemorySelection
 from samurai.tracking.motion import CandidateSelection
+
+
+@dataclass(frozen=True)
+class Dam4samDetails:
+    """DAM4SAM's part of a tracked frame (video frame indices throughout).
+
+    Attributes:
+        selection: the RAM / DRM memories and pointers attended, with their sources and
+            ``maskmem_tpos_enc`` indices.
+        decision: every quantity of the DRM update rule on this frame.
+        drm_added: the frame was added to the DRM.
+        reencoded: the DRM frame whose memory was re-encoded at this frame's start, or None.
+        n_pixels_pos: positive pixels of the chosen low-res logits (the memory visibility).
+    """
+
+    selection: dam4sam_rules.MemorySelection
+    decision: dam4sam_rules.DrmDecision
+    drm_added: bool
+    reencoded: int | None
+    n_pixels_pos: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,7 @@ class StepDetails:
         obj_ptr: (256,) the frame's object pointer.
         chosen_box: (4,) int64 xyxy box of the chosen mask at model resolution.
         candidate_logits: (M, h, w) low-res logits of the candidates (-1024 where absent).
+        dam4sam: DAM4SAM's memory selection and DRM decision (DAM4SAM policies only).
     """
 
     ious_all4: torch.Tensor
@@ -40,6 +62,7 @@ class StepDetails:
     obj_ptr: torch.Tensor
     chosen_box: torch.Tensor
     candidate_logits: torch.Tensor | None = None
+    dam4sam: Dam4samDetails | None = None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from numpy.typing import ArrayLike
 
 from samurai.config import SAMURAI_DEFAULTS, ModelConfig, SamuraiConfig, TrackerConfig
 from samurai.io.frames import FrameSourceError, FrameSourceSpec
+from samurai.tracking.dam4sam_step import make_stepper
 from samurai.tracking.predictor import PredictorStateError, VideoPredictor, as_index
 from samurai.tracking.results import FrameResult
 from samurai.tracking.state import ObjectTrack, VideoState
-from samurai.tracking.step import ObjectStepper
 
 Output = tuple[int, list[int], torch.Tensor]
 """``(frame_idx, obj_ids, video_res_masks)``: mask logits (N, 1, H, W) at video resolution."""
@@ -140,7 +140,8 @@ class SAM2VideoPredictor(VideoPredictor):
     def _reconfigure(self, tracker: TrackerConfig, samurai: SamuraiConfig | None) -> None:
         object.__setattr__(self, "tracker", tracker)
         object.__setattr__(self, "samurai", samurai)
-        object.__setattr__(self, "stepper", ObjectStepper(self.model, tracker, samurai))
+        stepper = make_stepper(self.model, tracker, samurai, self.dam4sam)
+        object.__setattr__(self, "stepper", stepper)
 
     # ------------------------------------------------------ nn.Module look-alike
     def eval(self) -> SAM2VideoPredictor:

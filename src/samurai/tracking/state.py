@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,40 @@ class MemoryEntry:
 
 
 @dataclass
+class PendingDrm:
+    """A frame just added to DAM4SAM's DRM: re-encoded (binarised mask) at the next frame's
+    start with its own features, kept until then."""
+
+    frame_idx: int
+    features: ImageFeatures
+
+
+@dataclass
+class Dam4samTrack:
+    """Per-object DAM4SAM state (the official tracker's fields, one object each).
+
+    Frame indices in ``last_added`` are relative to ``init_frame`` (DAM4SAM's own frame
+    counter starts at the object's initialisation frame); the others are video frames.
+
+    Attributes:
+        init_frame: the frame the object was initialised on (its DRM "frame 0").
+        video_size: (height, width) of the video (the DRM rule works at video resolution).
+        size_history: video-resolution mask areas of the tracked frames, newest last (the
+            official ``object_sizes``, kept to the length the rule reads).
+        last_added: relative frame of the last DRM addition, -1 for none.
+        last_frame: the last frame processed (frames are tracked in order, forward).
+        pending: a DRM frame waiting for its re-encoding, or None.
+    """
+
+    init_frame: int
+    video_size: tuple[int, int]
+    size_history: deque[int]
+    last_added: int = -1
+    last_frame: int = -1
+    pending: PendingDrm | None = None
+
+
+@dataclass
 class ObjectTrack:
     """One tracked object: its prompts, memory bank and motion state."""
 
@@ -70,6 +104,8 @@ class ObjectTrack:
     motion: MotionState = field(default_factory=MotionState)
     prompted_outputs: set[int] = field(default_factory=set)
     """Frames whose output came from a prompt (reused, not recomputed, during propagation)."""
+    dam: Dam4samTrack | None = None
+    """DAM4SAM state (DAM4SAM policies only; conditioning memory = init frame + DRM frames)."""
 
     def entry(self, frame_idx: int) -> MemoryEntry | None:
         """The stored entry of a frame, conditioning or not."""

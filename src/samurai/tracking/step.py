@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from samurai.config import SamuraiConfig, TrackerConfig
+from samurai.io.frames import Frame
 from samurai.io.masks import fill_holes, mask_to_box
+from samurai.io.transforms import preprocess_video_frame
 from samurai.modeling.sam2 import NO_OBJ_SCORE, ImageFeatures, MemoryInputs, Sam2Model
 from samurai.tracking.memory import GateScores, MemorySelection
 from samurai.tracking.motion import (
@@ -54,6 +56,10 @@ class _Decoded:
 class ObjectStepper:
     """Runs the per-object steps of SAM 2 / SAMURAI tracking with a shared model."""
 
+    upsample_after_choice = False
+    """Up-sample only the chosen candidate for memory encoding (DAM4SAM) instead of taking it
+    from the up-sampled candidates SAMURAI measured (equal up to float rounding)."""
+
     def __init__(
         self, model: Sam2Model, tracker: TrackerConfig, samurai: SamuraiConfig | None
     ) -> None:
@@ -66,6 +72,10 @@ class ObjectStepper:
         self.memory_selector = build_memory_selector(model.config, tracker, samurai)
         self.storage_device: torch.device | None = None
         """Where memories are kept (CPU with ``offload_state_to_cpu``); None = model device."""
+
+    def preprocess(self, frame: Frame, image_size: int) -> torch.Tensor:
+        """Model input (3, S, S) of a video frame: SAM 2's video loader (PIL bicubic)."""
+        return preprocess_video_frame(frame, image_size)
 
     # ----------------------------------------------------------------- memory
     def select_memory(
@@ -145,6 +155,16 @@ class ObjectStepper:
     ) -> StepOutput:
         """Track an object on a frame without prompt, from its memory."""
         selection = self.select_memory(track, frame_idx, reverse=reverse, num_frames=num_frames)
+        return self.track_with(track, frame_idx, features, selection)
+
+    def track_with(
+        self,
+        track: ObjectTrack,
+        frame_idx: int,
+        features: ImageFeatures,
+        selection: MemorySelection,
+    ) -> StepOutput:
+        """Track an object on a frame from the memories of ``selection``."""
         pix = self.model.condition_on_memory(features, self.memory_inputs(track, selection))
         dec = self._decode(
             track.motion,
@@ -171,12 +191,14 @@ class ObjectStepper:
         reverse: bool,
         num_frames: int | None,
         prev_logits: torch.Tensor | None = None,
+        video_size: tuple[int, int] | None = None,
     ) -> StepOutput:
         """Segment an object on a prompted frame (clicks, box or mask).
 
         An initial conditioning frame is decoded without memory; a correction on an already
         tracked frame is decoded with memory. The memory is then encoded from the (hole-filled)
         output mask, binarised, as the official predictor does when tracking starts.
+        ``video_size`` (height, width) is for policies that work at video resolution.
         """
         if prompt.mask is not None and self.model.config.use_mask_input_as_output_without_sam:
             dec = self._mask_as_output(track.motion, features, prompt.mask)
@@ -284,7 +306,8 @@ class ObjectStepper:
             selection = self.candidate_selector.select(cand.iou_pred[0], boxes, motion)
             motion = selection.state
             index = selection.index
-            high = high_all[:, index : index + 1] if high_all is not None else None
+            reuse = high_all is not None and not self.upsample_after_choice
+            high = high_all[:, index : index + 1] if reuse else None
         else:
             index = 0
             high = None

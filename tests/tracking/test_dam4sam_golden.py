@@ -1,0 +1,262 @@
+"""The DAM4SAM policy against the official DAM4SAM runs (tests/data/golden/dam4sam/).
+
+Every frame of the three recorded runs: candidate choice, IoUs, object score, pointer, masks,
+memory selection, every DRM condition and decision, the DRM re-encodings; and the
+initialisation intermediates of ``modules_init.npz``. Tolerances are the reference README's
+(``../shared/reference/README.md``) and the golden README's; decisions must be identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from samurai.io.frames import ImageFolderSource
+from samurai.io.transforms import preprocess_image
+from tracking.dam4sam_trace import RUNS, collect, frame_files, golden, make_predictor, meta, run
+
+pytestmark = [pytest.mark.golden, pytest.mark.slow]
+
+NEAR_ZERO = 1e-3
+"""A mask pixel may differ only where our logit is within this of 0 (float noise)."""
+
+
+def _unpack(bits: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return np.unpackbits(bits)[: hw[0] * hw[1]].reshape(hw).astype(bool)
+
+
+def _bits_match(ours_logits: np.ndarray, theirs: np.ndarray, ctx: str) -> None:
+    """``ours_logits > 0`` equals ``theirs`` except where our logit is within NEAR_ZERO of 0."""
+    diff = (ours_logits > 0) != theirs
+    loud = diff & (np.abs(ours_logits) >= NEAR_ZERO)
+    assert not loud.any(), f"{ctx}: {int(loud.sum())} mask pixels differ away from logit 0"
+    assert diff.sum() <= 1e-4 * diff.size, f"{ctx}: {int(diff.sum())} near-zero flips"
+
+
+def _bf16_close(ours: torch.Tensor, theirs_bits: np.ndarray, ctx: str) -> None:
+    """Stored bfloat16 memories: equal, or one bfloat16 ulp apart (a float32 difference of
+    ~1e-5 can cross a rounding boundary), or within the module-capture atol 1e-4 of the
+    reference README (near 0, where a ulp is smaller than the float32 noise)."""
+    a = ours.detach().to(torch.bfloat16).float().numpy()
+    b = torch.from_numpy(theirs_bits.view(np.int16)).view(torch.bfloat16).float().numpy()
+    mag = np.maximum(np.abs(a), np.abs(b))
+    ulp = np.exp2(np.floor(np.log2(np.maximum(mag, 1e-30))) - 7)  # bfloat16: 7 stored bits
+    bad = np.abs(a - b) > np.maximum(ulp, 1e-4)
+    assert not bad.any(), f"{ctx}: {int(bad.sum())} values differ by more than 1 bf16 ulp"
+    assert (a != b).mean() < 1e-2, f"{ctx}: {int((a != b).sum())} values differ"
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_every_frame_matches_official(name: str) -> None:
+    g = golden(name)
+    hw = tuple(int(x) for x in g["video_hw"])
+    results, _, state = run(name)
+    c = collect(results)
+    num = len(g["frame_idx"])
+    assert len(results) == num
+    last_added = -1
+    reencoded_at = np.full(num, -1, np.int32)
+    chosen_flips = 0  # near-zero flips of the chosen masks so far (they feed the size history)
+    stats = {"frames_with_flips": 0, "max_area_diff": 0}
+    for f in range(num):
+        ctx = f"{name} frame {f}"
+        np.testing.assert_allclose(c["obj_ptr"][f], g["obj_ptr"][f], atol=1e-4, err_msg=ctx)
+        _bits_match(c["video_logits"][f], _unpack(g["mask_bits"][f], hw), ctx + " mask")
+        _bits_match(c["low_res"][f], _unpack(g["low_res_positive_bits"][f], (256, 256)), ctx)
+        low_theirs = _unpack(g["low_res_positive_bits"][f], (256, 256))
+        low_flips = int(((c["low_res"][f] > 0) != low_theirs).sum())  # near-zero, checked above
+        n_pos, n_pos_theirs = c["n_pixels_pos_lowres"][f], g["n_pixels_pos_lowres"][f]
+        assert abs(n_pos - n_pos_theirs) <= low_flips, ctx
+        assert (n_pos >= 1) == (n_pos_theirs >= 1), ctx  # the memory visibility decision
+        if f == 0:
+            continue
+        d = c["details"][f]
+        dam = d.dam4sam
+        assert c["chosen_candidate"][f] == g["chosen_candidate"][f], ctx
+        np.testing.assert_allclose(c["ious"][f], g["ious"][f], atol=2e-4, err_msg=ctx)
+        np.testing.assert_allclose(d.ious_all4.numpy(), g["ious_all4"][f], atol=2e-4, err_msg=ctx)
+        np.testing.assert_allclose(
+            c["object_score_logit"][f], g["object_score_logit"][f], atol=1e-3, err_msg=ctx
+        )
+        if "cand_low_res_positive_bits" in g:
+            for k in range(3):
+                _bits_match(
+                    d.candidate_logits[k].numpy(),
+                    _unpack(g["cand_low_res_positive_bits"][f, k], (256, 256)),
+                    f"{ctx} candidate {k}",
+                )
+        # memory selection (frames, source, temporal index, order) and pointers
+        sel = dam.selection
+        n = int((g["mem_frames"][f] >= 0).sum())
+        assert [e.frame for e in sel.entries] == list(g["mem_frames"][f, :n]), ctx
+        assert [int(e.from_cond) for e in sel.entries] == list(g["mem_is_drm"][f, :n]), ctx
+        assert [e.tpos_index for e in sel.entries] == list(g["mem_tpos_idx"][f, :n]), ctx
+        k = int((g["ptr_frames"][f] >= 0).sum())
+        assert [p.frame for p in sel.pointers] == list(g["ptr_frames"][f, :k]), ctx
+        assert [int(p.from_cond) for p in sel.pointers] == list(g["ptr_is_drm"][f, :k]), ctx
+        assert sel.ptr_t_diff_max == g["ptr_t_diff_max"][f], ctx
+        # the DRM rule: the video-resolution candidates it reads, then every quantity. Its
+        # areas, boxes and IoUs are exact given identical masks; a candidate pixel whose
+        # logit is float noise away from 0 (NEAR_ZERO) may flip and move them by that pixel.
+        video = F.interpolate(
+            d.candidate_logits[None], size=hw, mode="bilinear", align_corners=False
+        )[0].numpy()
+        flips = 0
+        for k in range(3):
+            theirs = _unpack(g["cand_video_positive_bits"][f, k], hw)
+            _bits_match(video[k], theirs, f"{ctx} video candidate {k}")
+            flips += int(((video[k] > 0) != theirs).sum())
+        chosen = video[dam.decision.chosen_index] > 0
+        frame_flips = int((chosen != _unpack(g["mask_bits"][f], hw)).sum())
+        chosen_flips += frame_flips
+        stats["frames_with_flips"] += flips > 0
+        rule = dam.decision
+        assert last_added == g["last_added_before"][f], ctx
+        assert abs(rule.n_pixels - g["n_pixels"][f]) <= frame_flips, ctx
+        rtol = 0.0 if chosen_flips == 0 else 1e-4  # a pixel of a >= 10k-pixel mask
+        np.testing.assert_allclose(rule.size_median, g["size_median"][f], rtol=rtol, err_msg=ctx)
+        np.testing.assert_allclose(rule.size_ratio, g["size_ratio"][f], rtol=rtol, err_msg=ctx)
+        assert (rule.iou_ok, rule.ratio_ge_min, rule.ratio_le_max, rule.present, rule.gap_ok) == (
+            g["c_iou"][f],
+            g["c_ratio_lo"][f],
+            g["c_ratio_hi"][f],
+            g["c_present"][f],
+            g["c_spacing"][f],
+        ), ctx
+        assert rule.first_condition == g["cond1"][f], ctx
+        assert rule.alt_candidates == tuple(g["alt_src_candidate"][f]), ctx
+        area_tol = 0 if flips == 0 else flips
+        for ours, theirs in (
+            (rule.alt_removed_area, g["alt_removed_area"][f]),
+            (rule.alt_largest_cc_area, g["alt_largest_cc_area"][f]),
+        ):
+            assert np.abs(np.array(ours) - theirs).max() <= area_tol, f"{ctx}: {ours} {theirs}"
+            stats["max_area_diff"] = max(
+                stats["max_area_diff"], np.abs(np.array(ours) - theirs).max()
+            )
+        assert rule.n_alt_nonempty == g["n_alt_nonempty"][f], ctx
+        iou_tol, rect_tol = (0.0, 0.0) if flips == 0 else (1e-2, 1.0)
+        np.testing.assert_allclose(
+            np.array(rule.alt_box_iou), g["alt_iou"][f], atol=iou_tol, err_msg=ctx
+        )
+        for slot in range(2):
+            rect, want = rule.alt_union_rect[slot], g["alt_union_box_xywh"][f, slot]
+            assert (rect is None and want[0] == -1) or (
+                rect is not None and np.abs(np.array(rect) - want).max() <= rect_tol
+            ), ctx
+        assert np.abs(np.array(rule.chosen_rect) - g["chosen_box_xywh"][f]).max() <= rect_tol, ctx
+        assert rule.alt_ok == g["c_alt"][f], ctx
+        assert dam.drm_added == rule.add_to_drm == g["drm_added"][f], ctx
+        if dam.drm_added:
+            last_added = f
+        if dam.reencoded is not None:
+            reencoded_at[dam.reencoded] = f
+    np.testing.assert_array_equal(reencoded_at, g["drm_reencoded_at"])
+    print(f"{name}: {stats}")
+    # the conditioning memory at the end: frame 0 + every DRM frame, in order of addition
+    track = state.tracks[1]
+    consolidated = [f for f in range(num - 1) if g["drm_added"][f]]
+    assert list(track.cond_memory) == [0, *consolidated]
+    # full-precision and float16 low-res logits where recorded
+    if "low_res_logits_f0_3" in g:
+        for f in range(4):
+            ours, theirs = c["low_res"][f], g["low_res_logits_f0_3"][f]
+            absent = theirs == -1024.0
+            np.testing.assert_array_equal(ours[absent], theirs[absent])
+            np.testing.assert_allclose(ours[~absent], theirs[~absent], atol=1e-3)
+        for i, f in enumerate(g["low_res_logits_f16_frames"]):
+            ours16 = c["low_res"][int(f)].astype(np.float16).astype(np.float32)
+            theirs16 = g["low_res_logits_f16"][i].astype(np.float32)
+            np.testing.assert_allclose(ours16, theirs16, atol=2e-2, err_msg=f"frame {f}")
+
+
+def test_initialisation_matches_official_modules() -> None:
+    """Preprocessing, box -> mask, mask-as-output, frame-0 memory and the first DRM
+    re-encoding, against ``modules_init.npz``."""
+    name = "dam4sam_t_bedroom"
+    m = golden("modules_init")
+    hw = tuple(int(x) for x in golden(name)["video_hw"])
+    predictor = make_predictor(name)
+    # 2.1 preprocessing: float bilinear antialiased resize of the PIL-decoded frame
+    state = predictor.init_video(ImageFolderSource(frame_files(4)))
+    image = predictor.stepper.preprocess(state.source.get(0), 1024)
+    assert image.dtype == torch.float32 and image.shape == (3, 1024, 1024)
+    np.testing.assert_array_equal(image[:, :8].numpy(), m["f0_input_crop_rows0_8"])
+    assert hashlib.sha256(image.numpy().tobytes()).hexdigest() == str(m["f0_input_sha256_f32"])
+    assert torch.equal(image, preprocess_image(state.source.get(0), 1024))
+    # 2.2 box -> mask (estimate_mask_from_box) and its 1024 version
+    from samurai.tracking.prompts import make_mask_prompt, make_point_prompt
+
+    box = meta(name)["init_box_xyxy"]
+    prompt = make_point_prompt(box=box, points=None, labels=None, video_size=hw, image_size=1024)
+    with torch.inference_mode():
+        mask = predictor.stepper.estimate_mask_from_box(predictor.features(state, 0), prompt, hw)
+    np.testing.assert_array_equal(mask.numpy(), _unpack(m["init_mask_bits"], hw))
+    assert int(mask.sum()) == int(m["init_mask_area"])
+    mask_1024 = make_mask_prompt(mask, image_size=1024).mask
+    assert mask_1024 is not None
+    np.testing.assert_array_equal(
+        mask_1024[0, 0].numpy() > 0, _unpack(m["mask_inputs_1024_bits"], (1024, 1024))
+    )
+    # frame 0: mask as output, pointer, score, memory from the binarised low-res mask
+    first = predictor.add_prompt(state, frame_idx=0, obj_id=1, box=box)
+    obj = first.objects[0]
+    np.testing.assert_allclose(
+        obj.low_res_logits[0].numpy(), m["init_low_res_logits"], atol=1e-5, rtol=0
+    )
+    assert obj.object_score_logit == float(m["init_object_score_logits"][0, 0]) == 10.0
+    assert obj.details is not None
+    np.testing.assert_allclose(obj.details.obj_ptr[None].numpy(), m["init_obj_ptr"], atol=1e-4)
+    track = state.tracks[1]
+    f0 = track.cond_memory[0]
+    high = F.interpolate(f0.low_res_logits, size=(1024, 1024), mode="bilinear", align_corners=False)
+    np.testing.assert_array_equal(
+        high[0, 0].numpy() > 0, _unpack(m["f0_memenc_in_mask_positive_1024_bits"], (1024, 1024))
+    )
+    _bf16_close(f0.maskmem_features, m["f0_maskmem_features_bf16_bits"], "frame-0 memory")
+    # the first DRM frame: its tracked memory, then the binarised re-encoding one frame later
+    d = int(m["drm0_frame"])
+    with torch.inference_mode():
+        for f in range(1, d + 1):
+            predictor.track_frame(state, f)
+        _bf16_close(track.memory[d].maskmem_features, m["drm0_track_maskmem_bf16_bits"], "DRM")
+        out = predictor.track_frame(state, d + 1)
+    assert out.objects[0].details.dam4sam.reencoded == d
+    entry = track.cond_memory[d]
+    high = F.interpolate(
+        entry.low_res_logits, size=(1024, 1024), mode="bilinear", align_corners=False
+    )
+    np.testing.assert_array_equal(
+        high[0, 0].numpy() > 0,
+        _unpack(m["drm0_consolidated_in_positive_1024_bits"], (1024, 1024)),
+    )
+    _bf16_close(entry.maskmem_features, m["drm0_consolidated_maskmem_bf16_bits"], "DRM re-enc")
+
+
+DECISIONS = ("c_iou", "c_ratio_lo", "c_ratio_hi", "c_present", "c_spacing", "drm_added")
+
+
+@pytest.mark.parametrize("name", ["dam4sam_t_bedroom", "dam4sam_t_bedroom_iouhi"])
+def test_bfloat16_keeps_every_decision(name: str) -> None:
+    """``--dtype bfloat16`` (split-bfloat16 trunk and memory attention) keeps every decision
+    of the float32 official run: candidates, DRM conditions and additions, memory frames."""
+    g = golden(name)
+    predictor = make_predictor(name, dtype="bfloat16")
+    results, _, _ = run(name, predictor)
+    c = collect(results)
+    for f in range(1, len(g["frame_idx"])):
+        ctx = f"{name} frame {f} (bfloat16)"
+        d = c["details"][f].dam4sam
+        assert c["chosen_candidate"][f] == g["chosen_candidate"][f], ctx
+        rule = d.decision
+        ours = (rule.iou_ok, rule.ratio_ge_min, rule.ratio_le_max, rule.present, rule.gap_ok)
+        ours += (d.drm_added,)
+        assert ours == tuple(bool(g[k][f]) for k in DECISIONS), ctx
+        n = int((g["mem_frames"][f] >= 0).sum())
+        assert [e.frame for e in d.selection.entries] == list(g["mem_frames"][f, :n]), ctx
+    iou_error = np.nanmax(np.abs(c["ious"][1:] - g["ious"][1:]))
+    assert iou_error < 0.01, f"IoU predictions moved by {iou_error:.4f} under bfloat16"
