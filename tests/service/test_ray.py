@@ -236,3 +236,23 @@ def test_bad_ray_options_are_one_line(tmp_path: Path, args: list[str], message: 
     assert proc.stderr.count("\n") == 1
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{command[5]}/healthz", timeout=1)
+
+
+def test_stop_and_restart_requeue_the_running_job(
+    ray_server: ServerProcess, clips: dict[str, Path]
+) -> None:
+    """Ctrl-C stops the remote job and puts it back in the queue; the restarted server (now on
+    the head node alone) does it."""
+    with ray_server.client() as client:
+        job_id = submit(client, clips["double"], {"boxes": JOBS[0][1]["boxes"]})
+        wait_progress(client, job_id, 1)
+    ray_server.stop()
+    events = job_events(ray_server.db, job_id)
+    assert [e for e, _, _ in events] == ["queued", "claimed", "requeued"]
+    assert events[-1][2] == "server shutdown"
+    assert not (ray_server.data_dir / "jobs" / job_id / "1").exists()
+    ray_server.workers = 1  # the second node was lost in the test before
+    ray_server.start()
+    with ray_server.client() as client:
+        done = wait_job(client, job_id)
+    assert done["state"] == "done" and done["attempts"] == 2 and done["num_frames"] == 24

@@ -130,12 +130,12 @@ class RayPool:
         last_nodes = 0.0
         try:
             while not self._stopping.is_set():
-                if time.monotonic() - last_nodes >= _NODES_EVERY_S:
-                    last_nodes = time.monotonic()
-                    self._fit_actors()
-                    self._requeue_expired()
-                    self._started.set()
                 try:
+                    if time.monotonic() - last_nodes >= _NODES_EVERY_S:
+                        last_nodes = time.monotonic()
+                        self._fit_actors()
+                        self._requeue_expired()
+                        self._started.set()
                     self._hand_out()
                     self._wait()
                     self._tend()
@@ -143,8 +143,9 @@ class RayPool:
                     logger.error("the job database failed: %s", exc)
                     self.store.close()
                     self._stopping.wait(2.0)
-        except Exception:
-            logger.exception("the Ray dispatcher failed")
+                except Exception as exc:  # e.g. Ray's head unreachable for a while: retried
+                    logger.error("the Ray dispatcher: %s", first_line(exc), exc_info=exc)
+                    self._stopping.wait(2.0)
         finally:
             self._started.set()
             self._shutdown()
@@ -381,19 +382,18 @@ class RayPool:
     def _shutdown(self, timeout_s: float = 8.0) -> None:
         """Stop running jobs (they go back to the queue), kill the actors, leave Ray."""
         running = [s for s in self._slots if s.job is not None and not s.dead]
-        for slot in running:
-            assert slot.job is not None
-            slot.actor.poll.remote(slot.job.job.id, True)
-        deadline = time.monotonic() + timeout_s
-        for slot in running:
-            assert slot.job is not None
-            left = max(0.0, deadline - time.monotonic())
-            if not self.ray.wait([slot.job.ref], timeout=left)[0]:
-                continue
-            try:
-                self._ended(slot)
-            except Exception as exc:
-                logger.error("job of %s not settled at shutdown: %s", slot.name, exc)
+        try:
+            for slot in running:
+                assert slot.job is not None
+                slot.actor.poll.remote(slot.job.job.id, True)
+            deadline = time.monotonic() + timeout_s
+            for slot in running:
+                assert slot.job is not None
+                left = max(0.0, deadline - time.monotonic())
+                if self.ray.wait([slot.job.ref], timeout=left)[0]:
+                    self._ended(slot)  # stopped: back to the queue (or done, or failed)
+        except Exception as exc:  # Ray or the database failing: the jobs are re-queued below
+            logger.error("running jobs not settled at shutdown: %s", first_line(exc))
         for slot in list(self._slots):
             if slot.job is not None:  # never ended: back to the queue
                 job = slot.job.job
@@ -401,5 +401,6 @@ class RayPool:
                     self.store.release(job.id, job.attempts, "server shutdown")
                 except sqlite3.Error as exc:  # re-queued at the next start instead
                     logger.error("cannot re-queue job %s: %s", job.id, exc)
+            slot.job = None
             self._forget(slot)
         self.ray.shutdown()
