@@ -256,3 +256,30 @@ def test_stop_and_restart_requeue_the_running_job(
     with ray_server.client() as client:
         done = wait_job(client, job_id)
     assert done["state"] == "done" and done["attempts"] == 2 and done["num_frames"] == 24
+
+
+def actor_pids(raylet: int) -> set[int]:
+    return {
+        pid
+        for pid, (parent, cmd) in processes().items()
+        if parent == raylet and cmd.startswith("ray::ServiceActor")
+    }
+
+
+def test_an_actor_lost_while_idle_is_replaced_before_it_gets_a_job(
+    ray_server: ServerProcess, cluster: LocalRayCluster, clips: dict[str, Path]
+) -> None:
+    raylet = cluster.raylet(0)
+    (old,) = actor_pids(raylet)  # the restarted server's one actor, on the head
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    with ray_server.client() as client:
+        while time.monotonic() < deadline:
+            alive = client.get("/healthz").json()["workers_alive"]
+            if alive == 1 and actor_pids(raylet) - {old}:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lost actor was not replaced")
+        done = wait_job(client, submit(client, clips["short"], JOBS[0][1]))
+    assert done["state"] == "done" and done["attempts"] == 1

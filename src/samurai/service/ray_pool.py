@@ -67,6 +67,8 @@ class _Slot:
     missing: list[str] = field(default_factory=list)  # checkpoints to ship to this node
     job: _Running | None = None
     dead: bool = False
+    ping: Any = None  # a pending poll() of an idle actor: a dead one is noticed before use
+    pinged: float = 0.0
 
 
 def first_line(error: BaseException) -> str:
@@ -227,6 +229,8 @@ class RayPool:
                 refs[slot.job.ref] = ("run", slot)
                 if slot.job.poll is not None:
                     refs[slot.job.poll] = ("poll", slot)
+            if slot.ping is not None:
+                refs[slot.ping] = ("ping", slot)
         if not refs:
             self._stopping.wait(_TICK_S)
             return
@@ -237,6 +241,8 @@ class RayPool:
                 self._actor_started(slot)
             elif kind == "poll":
                 self._progress(slot, ref)
+            elif kind == "ping":
+                self._pinged(slot)
             elif slot.job is not None and slot.job.ref is ref:
                 self._ended(slot)
 
@@ -268,12 +274,24 @@ class RayPool:
             held = self.store.holds(job.id, job.attempts)
         running.stop = running.stop or not held  # cancelled or re-queued: stop the actor
 
+    def _pinged(self, slot: _Slot) -> None:
+        ref, slot.ping = slot.ping, None
+        try:
+            self.ray.get(ref)
+        except Exception as exc:  # died while idle (OOM killer, node lost): no job pays for it
+            if slot.job is None and not slot.dead:
+                logger.warning("%s was lost while idle: %s", slot.name, first_line(exc))
+                self._forget(slot)
+
     def _tend(self) -> None:
-        """Renew the leases of running jobs and ask their actors for progress."""
+        """Renew the leases of running jobs, ask their actors for progress, check idle ones."""
         now = time.monotonic()
-        for slot in self._slots:
+        for slot in list(self._slots):
             running = slot.job
             if running is None:
+                idle = slot.ready is None and not slot.dead and slot.ping is None
+                if idle and now - slot.pinged >= _NODES_EVERY_S:
+                    slot.ping, slot.pinged = slot.actor.poll.remote(""), now
                 continue
             if now - running.renewed >= self.settings.job_lease_s / 4:
                 running.renewed = now
