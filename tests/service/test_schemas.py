@@ -149,6 +149,10 @@ def test_ray_arguments(tmp_path: Path) -> None:
     assert cpu.gpus_per_job == 0 and cpu.cpus_per_job == 1 and cpu.jobs_on({"CPU": 3}) == 3
     with pytest.raises(SystemExit):
         parser.parse_args(["--ray-resources", "[1]"])
+    with pytest.raises(ValueError, match="Ray picks the GPU"):
+        settings_from_args(
+            parser.parse_args([*base, "--ray-address", "auto", "--device", "cuda:1"])
+        )
     with pytest.raises(ValueError, match="--gpus-per-job needs --device cuda"):
         settings_from_args(
             parser.parse_args([*base, "--ray-address", "x:1", "--gpus-per-job", "1"])

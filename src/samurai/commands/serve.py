@@ -123,6 +123,8 @@ def _ray_settings(args: argparse.Namespace) -> Any:
             raise ValueError(f"--{given[0].replace('_', '-')} needs --ray-address")
         return None
     cuda = args.device.startswith("cuda")
+    if args.device.startswith("cuda:"):
+        raise ValueError(f"--device {args.device}: with --ray-address use cuda (Ray picks the GPU)")
     if args.gpus_per_job and not cuda:
         raise ValueError("--gpus-per-job needs --device cuda")
     return RaySettings(
