@@ -46,3 +46,16 @@ def test_missing_checkpoint_comes_from_the_head_and_stops_name_their_job(
     assert actor.poll("c" * 32) == (0, None, 0.0)
     shipped = actor._shipped["sam2.1_hiera_t"]
     assert shipped.read_bytes() == weights  # saved once, reused by later jobs
+
+
+def test_the_jobs_tracker_reaches_the_model(
+    tmp_path: Path, tiny_checkpoint: Path, clips: dict[str, Path]
+) -> None:
+    actor = make_actor(tmp_path)
+    video = pack_video(str(clips["short"]))
+    weights = tiny_checkpoint.read_bytes()
+    for tracker in ("dam4sam", "sam2"):
+        form = {**JOBS[0][1], "max_frames": "2", "tracker": tracker, "outputs": "boxes"}
+        job = RemoteJob("d" * 32, 1, parse_job_params(form).to_dict(), "v.mp4", video, weights)
+        assert actor.run(job).complete
+        assert actor.cache.managers["sam2.1_hiera_t"][1].tracker_name == tracker
