@@ -20,8 +20,8 @@ from samurai.commands import configure_logging, tracker_from_args
 from samurai.config import TRACKERS
 from samurai.demo import make_demo_clip
 
-# Policies tracked end to end here; dam4sam and samurai+dam join once the policy is wired.
-TRACKED = ("samurai", "sam2")
+# Every policy is tracked end to end (dam4sam and samurai+dam too).
+TRACKED = TRACKERS
 BOX = "40,100,150,110"
 
 

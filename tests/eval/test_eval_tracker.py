@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from eval_layouts import GT, NUM_FRAMES, make_lasot
+from samurai.config import TRACKERS
 from samurai.eval.report import evaluate
 from samurai.eval.results import read_run, run_config
 from samurai.eval.runner import EvalConfig, open_dataset, tracker_label
 from samurai.eval.workers import PredictorSpec
 
-# Policies tracked end to end here; dam4sam and samurai+dam join once the policy is wired.
-TRACKED = ("samurai", "sam2")
+# Every policy is tracked end to end (dam4sam and samurai+dam too).
+TRACKED = TRACKERS
 
 
 @pytest.fixture
