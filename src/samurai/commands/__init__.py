@@ -58,9 +58,9 @@ DEFAULT_SAVE = "overlay,boxes,rle,scores"
 
 TRACKER_HELP = (
     "samurai = SAMURAI, Kalman-filter mask choice and quality-gated memory; sam2 = plain "
-    "SAM 2.1; dam4sam = DAM4SAM, distractor-aware memory (RAM + DRM); samurai+dam = SAMURAI's "
-    "mask choice over DAM4SAM's memory, EXPERIMENTAL and unpublished (no paper numbers); see "
-    "docs/trackers.md"
+    "SAM 2.1; dam4sam = DAM4SAM, distractor-aware memory (RAM + DRM), box prompts only; "
+    "samurai+dam = SAMURAI's mask choice over DAM4SAM's memory, EXPERIMENTAL and unpublished "
+    "(no paper numbers); see docs/trackers.md"
 )
 """What each ``--tracker`` choice is, for the help of every command that takes it."""
 
