@@ -137,6 +137,7 @@ def test_object_added_mid_video_starts_its_own_memory() -> None:
         assert torch.equal(logits(outs[f], 1), logits(alone[f], 1)), f"frame {f}"
 
 
+@pytest.mark.slow
 def test_bounded_memory_is_flat_and_changes_nothing() -> None:
     frames = clip(60)
     bounded, unbounded = predictor(dam4sam=EAGER), predictor(dam4sam=EAGER, bounded_memory=False)
@@ -162,6 +163,7 @@ def test_bounded_memory_is_flat_and_changes_nothing() -> None:
     assert unbounded_stored == len(frames)
 
 
+@pytest.mark.slow
 def test_samurai_dam_differs_only_by_candidate_choice_and_is_deterministic() -> None:
     frames = clip(40)
     samurai = SamuraiConfig(stable_frames_threshold=3)

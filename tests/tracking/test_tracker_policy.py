@@ -100,3 +100,24 @@ def test_policy_checks_its_parts() -> None:
         TrackingPolicy("dam4sam", DAM4SAM_TRACKER)
     with pytest.raises(ValueError, match="takes no SamuraiConfig"):
         TrackingPolicy("sam2", TrackerConfig(), SamuraiConfig())
+
+
+def test_builders_take_the_tracker() -> None:
+    from reference import synth_state_dict
+    from samurai.compat.builders import build_sam2_video_predictor as official_builder
+    from samurai.tracking.dam4sam_step import Dam4samStepper
+
+    sd = synth_state_dict("sam2.1_hiera_t")
+    # an official SAM 2.1 config name implies the fork's min_obj_score_logits=-1 for SAM 2,
+    # but DAM4SAM keeps upstream's 0
+    pred = official_builder(
+        "configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=sd, image_size=256, tracker="dam4sam"
+    )
+    assert pred.tracker_name == "dam4sam" and isinstance(pred.stepper, Dam4samStepper)
+    assert pred.tracker == DAM4SAM_TRACKER and pred.samurai is None
+    pred = official_builder(ckpt_path=sd, image_size=256, tracker="samurai+dam", drm_min_gap=7)
+    assert pred.tracker_name == "samurai+dam" and pred.dam4sam == Dam4samConfig(drm_min_gap=7)
+    pred = official_builder(ckpt_path=sd, image_size=256, samurai_mode=False)
+    assert pred.tracker_name == "sam2"
+    with pytest.raises(ValueError, match="unknown tracker"):
+        official_builder(ckpt_path=sd, image_size=256, tracker="dam5sam")

@@ -110,12 +110,18 @@ class Dam4samStepper(ObjectStepper):
             raise ValueError("DAM4SAM needs the video size to initialise an object")
         if prompt.mask is None:
             mask = self.estimate_mask_from_box(features, prompt, video_size)
-            prompt = Prompt(mask=make_mask_prompt(mask.cpu(), image_size=self.model.image_size)
-                            .mask.to(self.model.device))  # fmt: skip
+            as_prompt = make_mask_prompt(mask.cpu(), image_size=self.model.image_size)
+            assert as_prompt.mask is not None
+            prompt = Prompt(mask=as_prompt.mask.to(self.model.device))
         out = super().prompt(
-            track, frame_idx, features, prompt, is_init_cond_frame=True, reverse=False,
+            track,
+            frame_idx,
+            features,
+            prompt,
+            is_init_cond_frame=True,
+            reverse=False,
             num_frames=None,
-        )  # fmt: skip
+        )
         history = max(self.dam4sam.drm_size_history, 2)
         track.dam = Dam4samTrack(
             init_frame=frame_idx,
