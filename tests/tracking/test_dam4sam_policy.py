@@ -131,7 +131,18 @@ def test_object_added_mid_video_starts_its_own_memory() -> None:
             assert [e.frame - 4 for e in d.dam4sam.selection.entries] == [
                 e.frame for e in ref.dam4sam.selection.entries
             ]
-    # object 1 is unaffected by the newcomer
+    # offline, with both prompts given first: object 2 is absent before its frame
+    pred = predictor()
+    state = pred.init_video(frames)
+    pred.add_prompt(state, frame_idx=0, obj_id=1, box=BOX_A)
+    pred.add_prompt(state, frame_idx=4, obj_id=2, box=BOX_B)
+    for f, r in enumerate(pred.propagate(state)):
+        assert torch.equal(logits(r, 1), logits(outs[f], 1)), f"frame {f}"
+        if f < 4:
+            assert not r.object(2).present
+        else:
+            assert torch.equal(logits(r, 2), logits(outs[f], 2)), f"frame {f}"
+        # object 1 is unaffected by the newcomer
     alone = offline(predictor(), frames, {1: BOX_A})
     for f in range(len(frames)):
         assert torch.equal(logits(outs[f], 1), logits(alone[f], 1)), f"frame {f}"

@@ -168,6 +168,10 @@ class Dam4samStepper(ObjectStepper):
             ptr_tpos_scale=sel.ptr_t_diff_max,
         )
 
+    def tracks_frame(self, track: ObjectTrack, frame_idx: int, *, reverse: bool) -> bool:
+        """An online tracker: an object exists from its initialisation frame on."""
+        return track.dam is None or frame_idx > track.dam.init_frame
+
     def track(
         self,
         track: ObjectTrack,

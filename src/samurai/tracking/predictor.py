@@ -327,6 +327,8 @@ class VideoPredictor:
         for track in state.tracks.values():
             if frame_idx in track.prompted_outputs or not track.cond_memory:
                 continue
+            if not self.stepper.tracks_frame(track, frame_idx, reverse=reverse):
+                continue
             self.stepper.storage_device = state.storage_device
             out = self.stepper.track(
                 track,

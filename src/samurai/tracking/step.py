@@ -133,6 +133,10 @@ class ObjectStepper:
             del track.memory[f]
 
     # ------------------------------------------------------------------ steps
+    def tracks_frame(self, track: ObjectTrack, frame_idx: int, *, reverse: bool) -> bool:
+        """Whether ``track`` is tracked on ``frame_idx`` (SAM 2: on every frame)."""
+        return True
+
     def use_multimask(self, is_init_cond_frame: bool, prompt: Prompt | None) -> bool:
         """Official rule: 3 candidates on tracked frames and for 0-1 clicks on a prompt."""
         cfg = self.model.config
