@@ -166,13 +166,14 @@ def test_previous_video_and_points(
     page.mouse.click(canvas["x"] + 5, canvas["y"] + 5)
     page.keyboard.up("Shift")
     assert "1 point(s) on it, 1 on the background" in page.locator("#object-list").inner_text()
-    page.uncheck("#samurai-mode")
+    page.select_option("#tracker", "dam4sam")
     with page.expect_response("**/api/jobs") as response_info:
         page.click("#start")
     response = response_info.value
     assert response.status == 201
     job_id = response.json()["id"]
     job = httpx.get(f"{server.url}/api/jobs/{job_id}", headers=server.headers, timeout=30).json()
-    assert job["params"]["labels"] == [1, 0] and job["params"]["samurai_mode"] is False
+    assert job["params"]["labels"] == [1, 0]
+    assert job["params"]["tracker"] == "dam4sam" and job["params"]["samurai_mode"] is False
     httpx.delete(f"{server.url}/api/jobs/{job_id}", headers=server.headers, timeout=30)
     assert not page.errors, page.errors

@@ -295,7 +295,7 @@ async function startJob() {
     form.append("labels", JSON.stringify(page.labels));
   }
   form.append("model", $("model").value);
-  form.append("samurai_mode", $("samurai-mode").checked ? "true" : "false");
+  form.append("tracker", $("tracker").value);
   $("start").disabled = true;
   try {
     const job = await api("POST", "/api/jobs", form);
