@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import samurai.modeling.gemm as gemm
 from samurai.io.frames import ImageFolderSource
 from samurai.io.transforms import preprocess_image
 from tracking.dam4sam_trace import RUNS, collect, frame_files, golden, make_predictor, meta, run
@@ -240,10 +241,24 @@ def test_initialisation_matches_official_modules() -> None:
 DECISIONS = ("c_iou", "c_ratio_lo", "c_ratio_hi", "c_present", "c_spacing", "drm_added")
 
 
-@pytest.mark.parametrize("name", ["dam4sam_t_bedroom", "dam4sam_t_bedroom_iouhi"])
-def test_bfloat16_keeps_every_decision(name: str) -> None:
-    """``--dtype bfloat16`` (split-bfloat16 trunk and memory attention) keeps every decision
-    of the float32 official run: candidates, DRM conditions and additions, memory frames."""
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("dam4sam_t_bedroom", "default"),
+        ("dam4sam_t_bedroom", "split"),
+        ("dam4sam_t_bedroom_iouhi", "default"),
+    ],
+)
+def test_bfloat16_keeps_every_decision(
+    name: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--dtype bfloat16`` keeps every decision of the float32 official run: candidates,
+    DRM conditions and additions, memory frames. ``split``: the split-bfloat16 GEMMs of
+    non-x86 CPUs and GPUs (oneDNN off), as tests/tracking/test_bf16_decisions.py does.
+    Measured IoU error: 0.0075 on the main run with ``split`` (its closest IoU decision is
+    0.0011 from the threshold, frames 34 and 39, and does not flip)."""
+    if path == "split":
+        monkeypatch.setattr(gemm, "onednn_available", lambda: False)
     g = golden(name)
     predictor = make_predictor(name, dtype="bfloat16")
     results, _, _ = run(name, predictor)
