@@ -6,8 +6,9 @@ first stage alone is 65536 tokens x 384 channels = 96 MiB per tensor), so every 
 zero-fills and unmaps gigabytes: measured 0.5-1.3 s of kernel time per SAM 2.1-T frame on a
 2-core CPU. With ``mmap`` disabled for the heap and trimming deferred, freed blocks are reused by
 the next frame's tensors: 10 % less time per frame in float32, 20-30 % in split bfloat16, for
-100-300 MiB more peak RSS (the heap keeps its high-water mark instead of returning memory between
-frames).
+200-300 MiB more peak RSS (the heap keeps its high-water mark instead of returning memory between
+frames). Apply it before the model's weights are allocated (`samurai.build.build_model` does):
+applied after them, the peak was up to 500 MiB higher and varied from run to run.
 
 The setting is process-wide and only ever applied once; ``SAMURAI_MALLOC_TUNING=0`` turns it
 off. Other C libraries (musl, macOS, Windows) are left alone.

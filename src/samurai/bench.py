@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,8 +81,25 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB."""
+    """Peak resident memory of this process, MiB: since the last `reset_peak_rss` where that
+    worked (Linux), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak count of `peak_rss_mb` at the current resident size (Linux >= 4.0:
+    ``/proc/self/clear_refs``); False where the system cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 _MISSING = object()

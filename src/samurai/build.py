@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from samurai.allocator import reuse_freed_memory
 from samurai.checkpoints import load_failure
 from samurai.config import VARIANTS, ModelConfig, resolve_variant
 from samurai.modeling.image_encoder import build_image_encoder
@@ -188,7 +189,13 @@ def build_model(
             for random (untrained) weights.
         device: where the model runs.
         image_size: model input size (default 1024); smaller sizes are faster and change results.
+
+    On CPU this applies the process-wide allocator setting (`samurai.allocator`) first, before
+    the weights are allocated: applied after them, the same setting gave peaks 150-450 MiB
+    higher and from one run to the next less predictable (docs/benchmarks.md).
     """
+    if torch.device(device).type == "cpu":
+        reuse_freed_memory()
     sd = None
     if checkpoint is not None:
         sd = checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint)

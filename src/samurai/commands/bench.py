@@ -210,30 +210,30 @@ class _Run:
         next(self._results)  # frame 0: the prompt's output
 
     def step(self) -> bool:
-        """Track one more frame (timed, or FLOP-counted for the last); False when done."""
+        """Track and time one more frame; False when only the FLOP-counted frame is left."""
+        if self.tracked + 1 >= self.last:
+            return False
+        self.tracked += 1
+        start = time.perf_counter()
+        next(self._results)
+        self.times.append(time.perf_counter() - start)
+        return True
+
+    def count_flops(self) -> None:
+        """Track the last frame under the FLOP counter."""
         import torch
 
         from samurai.bench import count_flops
 
-        if self.tracked >= self.last:
-            return False
-        self.tracked += 1
-        if self.tracked < self.last:
-            start = time.perf_counter()
-            next(self._results)
-            self.times.append(time.perf_counter() - start)
-            return True
         # Model FLOPs: counted in float32, where each multiply-add is done once (split bfloat16
         # GEMMs execute twice the FLOPs of the layers they run).
         self.model.set_compute_dtype(torch.float32)
         self.flops = count_flops(lambda: next(self._results))
-        return True
+        self.tracked += 1
 
-    def row(self, row: dict[str, Any]) -> str:
+    def row(self, row: dict[str, Any], peak_rss: float) -> str:
         """The table row (the tracker as the predictor names its own policy)."""
         import torch
-
-        from samurai.bench import peak_rss_mb
 
         steady = self.times[2:] or self.times
         sec = sum(steady) / max(1, len(steady))
@@ -248,7 +248,7 @@ class _Run:
             f"| {row['variant']} | {self.predictor.tracker_name} | {row['dtype']} | "
             f"{row['objects']} | "
             f"{torch.get_num_threads()} | {sec:.2f} | {self.flops / 1e9:.0f} | "
-            f"{gflops:.0f} ({gflops / peak:.2f} of peak) | {peak_rss_mb():.0f} | {parts} |"
+            f"{gflops:.0f} ({gflops / peak:.2f} of peak) | {peak_rss:.0f} | {parts} |"
         )
 
 
@@ -256,10 +256,11 @@ def _measure(
     args: argparse.Namespace, row: dict[str, Any], trackers: list[str], video: Any, first: Any
 ) -> list[str]:
     """One row per tracker, their frames tracked in turn: A1 B1 C1 A2 B2 C2 ..."""
-    from samurai.bench import Turns
+    from samurai.bench import Turns, peak_rss_mb, reset_peak_rss
 
     runs = [_Run(args, row, tracker) for tracker in trackers]
     turns = Turns([run.predictor for run in runs], [run.timer for run in runs])
+    reset_peak_rss()  # earlier rows and the matmul peak's matrices do not count
     try:
         for index, run in enumerate(runs):
             turns.turn(index)
@@ -270,9 +271,14 @@ def _measure(
                 turns.turn(index)
                 if not runs[index].step():
                     going.remove(index)
+        # the FLOP counter's own bookkeeping would inflate the peak: read it before
+        peak_rss = peak_rss_mb()
+        for index, run in enumerate(runs):
+            turns.turn(index)
+            run.count_flops()
     finally:
         turns.restore()
-    return [run.row(row) for run in runs]
+    return [run.row(row, peak_rss) for run in runs]
 
 
 def _gemm_backends() -> str:
