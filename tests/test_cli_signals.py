@@ -38,10 +38,21 @@ def checkpoint(synth_checkpoint) -> Path:
     return synth_checkpoint("sam2.1_hiera_t")
 
 
+def _terminal_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def track_until(args: list[str | Path], out: Path, *, frames: int) -> subprocess.Popen[str]:
     """Start ``samurai track`` and return once ``frames`` mask PNGs are on disk."""
     proc = subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a runner started under nohup (or CI's xdist workers, for SIGINT)
+        # passes these signals on ignored, and the CLI rightly keeps an inherited SIG_IGN
+        preexec_fn=_terminal_signals,
     )
     masks = out / "masks.partial"
     deadline = time.monotonic() + 300
