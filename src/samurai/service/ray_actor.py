@@ -198,14 +198,10 @@ class ServiceActor:
         try:
             return manager.process_video(
                 source,
-                boxes=params.boxes,
-                points=params.points,
-                labels=params.labels,
                 output_dir=out,
-                save=params.outputs,
-                max_frames=None if params.max_frames is None else params.max_frames - 1,
                 progress=self._report,
                 should_stop=lambda: job.job_id in self._stopped,
+                **params.track_kwargs(),
             )
         finally:
             source.close()

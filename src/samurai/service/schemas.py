@@ -190,6 +190,18 @@ class JobParams:
     def num_objects(self) -> int:
         return max(len(self.boxes or []), 1)
 
+    def track_kwargs(self) -> dict[str, Any]:
+        """The `InferenceManager.process_video` arguments this job asks for (local workers and
+        Ray actors alike)."""
+        return {
+            "boxes": self.boxes,
+            "points": self.points,
+            "labels": self.labels,
+            "save": self.outputs,
+            # max_frames counts the prompt frame; process_video counts the frames after it
+            "max_frames": None if self.max_frames is None else self.max_frames - 1,
+        }
+
 
 # response models (OpenAPI documentation)
 

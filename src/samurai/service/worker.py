@@ -196,14 +196,10 @@ class JobRunner:
             shutil.rmtree(out, ignore_errors=True)
             summary = self.cache.get(params).process_video(
                 video.path,
-                boxes=params.boxes,
-                points=params.points,
-                labels=params.labels,
                 output_dir=out,
-                save=params.outputs,
-                max_frames=None if params.max_frames is None else params.max_frames - 1,
                 progress=control.progress,
                 should_stop=control.should_stop,
+                **params.track_kwargs(),
             )
         except Exception as exc:
             self._failed(job, control, exc, out)
