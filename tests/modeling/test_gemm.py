@@ -63,7 +63,8 @@ def test_linear_keeps_autograd() -> None:
     torch.testing.assert_close(x.grad, w.sum(0).expand(3, 4))
 
 
-@pytest.mark.parametrize("n_k", [300, 2500])  # one block; several blocks with a partial last one
+# n_k 300: all 200 query rows in one block; 2500: blocks of 81 rows, the last one partial
+@pytest.mark.parametrize("n_k", [300, 2500])
 def test_softmax_attention_equals_sdpa(n_k: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 200 * 1024)
     torch.manual_seed(1)
@@ -77,7 +78,7 @@ def test_softmax_attention_equals_sdpa(n_k: int, monkeypatch: pytest.MonkeyPatch
 
 
 def test_softmax_attention_with_values_shared_by_heads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 64 * 100)
+    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 64 * 100)  # blocks of 14 query rows
     torch.manual_seed(2)
     q, k = torch.randn(1, 2, 64, 16), torch.randn(1, 2, 450, 16)
     values = torch.randn(1, 450, 8)
