@@ -12,6 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# first, as in a user's script: the package caps OpenMP spinning before torch is loaded
+from samurai import openmp  # noqa: F401, I001
+
 from peers_lib.common import BOX, MANIFEST, Recorder, child_args, frame_files, timed
 
 

@@ -90,7 +90,10 @@ def child_command(cfg: Config, frames_dir: Path, out: Path, peers_dir: Path) -> 
 
 
 def child_env(cfg: Config) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMURAI_", "OMP_", "MKL_"))}
+    # the user's environment without thread, spin or backend settings (``import samurai`` in
+    # this process sets GOMP_SPINCOUNT; every child starts from none)
+    prefixes = ("SAMURAI_", "OMP_", "GOMP_", "MKL_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     if "SAMURAI_HOME" in os.environ:  # where ours caches its measured GEMM choice
         env["SAMURAI_HOME"] = os.environ["SAMURAI_HOME"]
     env.update(

@@ -1,13 +1,18 @@
 """samurai: zero-shot video object tracking and segmentation (SAM 2 / SAM 2.1 + SAMURAI).
 
 The public names are imported on first use (PEP 562), so ``import samurai.<module>`` (the CLI's
-help and argument checks, for one) does not pay for importing torch.
+help and argument checks, for one) does not pay for importing torch. Importing the package also
+caps how long idle OpenMP threads spin (:mod:`samurai.openmp`), before torch is loaded.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from samurai.openmp import limit_spinning
+
+limit_spinning()
 
 if TYPE_CHECKING:
     from samurai.build import build_model

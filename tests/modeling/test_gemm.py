@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -88,6 +89,34 @@ def test_softmax_attention_with_values_shared_by_heads(monkeypatch: pytest.Monke
     with torch.no_grad():
         got = softmax_attention(q, k, values, shared_values=True)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [400.0, -400.0])
+def test_softmax_attention_survives_scores_beyond_float32_exponents(scale: float) -> None:
+    # rows whose base-2 scores reach +-(hundreds): 2^s alone over- or underflows float32, so the
+    # block is recomputed with each row's maximum subtracted
+    torch.manual_seed(4)
+    q = torch.randn(1, 2, 64, 16)
+    k = torch.randn(1, 2, 300, 16)
+    q[0, 0, :8] = scale / 16**0.5 * k[0, 0, 0] / k[0, 0, 0].norm() ** 2 * 4
+    v = torch.randn(1, 2, 300, 8)
+    want = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    with torch.no_grad():
+        got = softmax_attention(q, k, v)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_exp2_weights_normalise_to_softmax_on_both_paths() -> None:
+    torch.manual_seed(5)
+    q, k = torch.randn(5, 8), torch.randn(40, 8)
+    for shift in (0.0, 200.0, -200.0):  # in range; overflowing; underflowing
+        scores = q @ k.t() + shift
+        weights, sums = cpu_attention.exp2_weights(
+            torch.cat([q, torch.full((5, 1), shift)], 1), torch.cat([k, torch.ones(40, 1)], 1)
+        )
+        want = torch.softmax(scores.double() * math.log(2), dim=-1)
+        torch.testing.assert_close((weights / sums).double(), want, rtol=1e-5, atol=1e-6)
 
 
 @needs_onednn
