@@ -103,7 +103,9 @@ def compare_masks(
                 {
                     "group": list(key),
                     "label": r["label"],
+                    "repeat": r.get("repeat"),
                     "ref": ref["label"],
+                    "ref_repeat": ref.get("repeat"),
                     "frames": n,
                     "equal": bool(diff.max() == 0),
                     "max_diff_px": int(diff.max()),
@@ -178,15 +180,18 @@ def markdown(
     if checks:
         lines += [
             "",
-            "| masks of | against | frames | identical | max differing px (of 65536) | min IoU |",
+            "| masks of (repeat) | against (repeat) | frames | identical "
+            "| max differing px (of 65536) | min IoU |",
             "|---|---|---|---|---|---|",
         ]
         for c in checks:
+            run = f"{c['label']} ({_num_or_dash(c.get('repeat'))})"
+            ref = f"{c['ref']} ({_num_or_dash(c.get('ref_repeat'))})"
             if "error" in c:
-                lines.append(f"| {c['label']} | {c['ref']} | - | {c['error']} | - | - |")
+                lines.append(f"| {run} | {ref} | - | {c['error']} | - | - |")
                 continue
             lines.append(
-                f"| {c['label']} | {c['ref']} | {c['frames']} | {'yes' if c['equal'] else 'no'} | "
+                f"| {run} | {ref} | {c['frames']} | {'yes' if c['equal'] else 'no'} | "
                 f"{c['max_diff_px']} | {c['min_iou']:.4f} |"
             )
     return "\n".join(lines) + "\n"
@@ -197,6 +202,10 @@ def _target(r: dict[str, Any], kind: str) -> str:
     if target is None:
         return ""
     return f" (<= {target:.2f}x: {'met' if r[f'{kind}_ratio'] <= target else 'NOT met'})"
+
+
+def _num_or_dash(x: int | None) -> str:
+    return "-" if x is None else str(x)
 
 
 def _num(x: float | None, digits: int) -> str:
