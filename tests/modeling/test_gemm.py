@@ -64,10 +64,15 @@ def test_linear_keeps_autograd() -> None:
     torch.testing.assert_close(x.grad, w.sum(0).expand(3, 4))
 
 
-# n_k 300: all 200 query rows in one block; 2500: blocks of 81 rows, the last one partial
+# tiles of 200 query rows x 1024 keys: n_k 300 in one key block, 2500 in three (the last one
+# partial); with tiles of 64 query rows x 3200 keys: four row blocks (the last one partial)
 @pytest.mark.parametrize("n_k", [300, 2500])
-def test_softmax_attention_equals_sdpa(n_k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("query_rows", [4096, 64])
+def test_softmax_attention_equals_sdpa(
+    n_k: int, query_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 200 * 1024)
+    monkeypatch.setattr(cpu_attention, "QUERY_ROWS", query_rows)
     torch.manual_seed(1)
     q = torch.randn(2, 3, 200, 32) * 2
     k = torch.randn(2, 3, n_k, 32) * 2
@@ -79,7 +84,7 @@ def test_softmax_attention_equals_sdpa(n_k: int, monkeypatch: pytest.MonkeyPatch
 
 
 def test_softmax_attention_with_values_shared_by_heads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 64 * 100)  # blocks of 14 query rows
+    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 64 * 100)  # blocks of 100 keys
     torch.manual_seed(2)
     q, k = torch.randn(1, 2, 64, 16), torch.randn(1, 2, 450, 16)
     values = torch.randn(1, 450, 8)
@@ -92,13 +97,17 @@ def test_softmax_attention_with_values_shared_by_heads(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("scale", [400.0, -400.0])
-def test_softmax_attention_survives_scores_beyond_float32_exponents(scale: float) -> None:
+def test_softmax_attention_survives_scores_beyond_float32_exponents(
+    scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # rows whose base-2 scores reach +-(hundreds): 2^s alone over- or underflows float32, so the
-    # block is recomputed with each row's maximum subtracted
+    # rows are computed again with each row's maximum over all key blocks subtracted
+    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", 64 * 128)  # blocks of 128 keys
     torch.manual_seed(4)
     q = torch.randn(1, 2, 64, 16)
     k = torch.randn(1, 2, 300, 16)
-    q[0, 0, :8] = scale / 16**0.5 * k[0, 0, 0] / k[0, 0, 0].norm() ** 2 * 4
+    # the extreme key in the last, partial key block
+    q[0, 0, :8] = scale / 16**0.5 * k[0, 0, 250] / k[0, 0, 250].norm() ** 2 * 4
     v = torch.randn(1, 2, 300, 8)
     want = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     with torch.no_grad():
@@ -119,6 +128,23 @@ def test_exp2_weights_normalise_to_softmax_on_both_paths() -> None:
         torch.testing.assert_close((weights / sums).double(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_attend_rows_over_key_blocks_on_both_paths() -> None:
+    torch.manual_seed(9)
+    q, k, v = torch.randn(5, 8), torch.randn(300, 8), torch.randn(300, 3)
+    for shift in (0.0, 200.0, -200.0):  # in range; overflowing; underflowing
+        scores = q @ k.t() + shift
+        out = torch.empty(5, 3)
+        cpu_attention.attend_rows(
+            torch.cat([q, torch.full((5, 1), shift)], 1),
+            torch.cat([k, torch.ones(300, 1)], 1),
+            v,
+            128,  # key blocks of 128, 128 and 44
+            out=out,
+        )
+        want = torch.softmax(scores.double() * math.log(2), dim=-1) @ v.double()
+        torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-6)
+
+
 @needs_onednn
 @pytest.mark.usefixtures("forced_onednn")
 def test_attention_dispatch_takes_head_by_head_path_for_long_sequences(
@@ -137,10 +163,60 @@ def test_attention_dispatch_takes_head_by_head_path_for_long_sequences(
     monkeypatch.setattr(cpu_attention, "softmax_attention", spy)
     with torch.no_grad():
         got = scaled_dot_product_attention(q, k, v)
-        scaled_dot_product_attention(q[:, :, :16], k[:, :, :16], v[:, :, :16])  # short: fused
+        scaled_dot_product_attention(q[:, :, :16], k[:, :, :16], v[:, :, :16])  # short: batched
     assert calls == [q.shape]
     want = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+# 3 windows x 2 heads: groups of 2 heads per batched GEMM (the last group whole), or of 4 (the
+# last group partial)
+@pytest.mark.parametrize("score_elements", [2 * 49 * 49, 4 * 49 * 49, 1 << 23])
+def test_batched_attention_equals_sdpa_on_window_views(
+    score_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cpu_attention, "SCORE_ELEMENTS", score_elements)
+    torch.manual_seed(7)
+    qkv = torch.randn(3, 49, 3, 2, 16).permute(2, 0, 3, 1, 4) * 2  # Hiera's strided views
+    q, k, v = qkv.unbind(0)
+    want = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    with torch.no_grad():
+        got = cpu_attention.batched_attention(q, k, v)
+        pooled = cpu_attention.batched_attention(q[:, :, ::4], k, v)  # fewer queries than keys
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pooled.double(), want[:, :, ::4], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [400.0, -400.0])
+def test_batched_attention_survives_scores_beyond_float32_exponents(scale: float) -> None:
+    torch.manual_seed(8)
+    q, k, v = torch.randn(4, 2, 16, 8), torch.randn(4, 2, 16, 8), torch.randn(4, 2, 16, 8)
+    q[1, 0, :4] = scale / 8**0.5 * k[1, 0, 0] / k[1, 0, 0].norm() ** 2 * 4
+    want = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    with torch.no_grad():
+        got = cpu_attention.batched_attention(q, k, v)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_dispatch_leaves_other_dtypes_and_autograd_to_the_fused_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+    monkeypatch.setattr(cpu_attention, "batched_attention", lambda *a: calls.append(a) or a[0])
+    q = torch.randn(2, 2, 16, 8)
+    with torch.no_grad():
+        scaled_dot_product_attention(q, q, q)
+        assert len(calls) == 1
+        half = q.bfloat16()
+        torch.testing.assert_close(
+            scaled_dot_product_attention(half, half, half),
+            F.scaled_dot_product_attention(half, half, half),
+        )
+    leaf = q.clone().requires_grad_()
+    scaled_dot_product_attention(leaf, leaf, leaf).sum().backward()
+    assert len(calls) == 1
+    assert leaf.grad is not None
 
 
 def test_flop_count_includes_onednn_linears() -> None:

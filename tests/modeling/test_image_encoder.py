@@ -13,7 +13,13 @@ from PIL import Image
 from reference import golden, manifest_keys, sub_state_dict, synth_state_dict
 from samurai.config import VARIANTS
 from samurai.io.transforms import preprocess_image, preprocess_video_frame
-from samurai.modeling.hiera import Hiera, window_partition, window_unpartition
+from samurai.modeling.hiera import (
+    Hiera,
+    MultiScaleBlock,
+    max_pool_channels_last,
+    window_partition,
+    window_unpartition,
+)
 from samurai.modeling.image_encoder import (
     FpnNeck,
     ImageEncoder,
@@ -180,6 +186,50 @@ def test_window_partition_round_trip(height: int, width: int, window: int) -> No
     assert padded == (-(-height // window) * window, -(-width // window) * window)
     assert windows.shape == (2 * padded[0] * padded[1] // window**2, window, window, 5)
     torch.testing.assert_close(window_unpartition(windows, window, padded, (height, width)), x)
+
+
+def test_window_partition_pads_with_the_given_value() -> None:
+    x = torch.randn(1, 5, 3, 4)
+    pad = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    windows, padded = window_partition(x, 4, pad)
+    assert padded == (8, 4)
+    assert windows.shape == (2, 4, 4, 4)
+    torch.testing.assert_close(windows[0, :, :3], x[0, :4])
+    torch.testing.assert_close(windows[1, :1, :3], x[0, 4:])
+    assert (windows[0, :, 3] == pad).all() and (windows[1, 1:] == pad).all()
+    torch.testing.assert_close(window_unpartition(windows, 4, padded, (5, 3)), x)
+
+
+@pytest.mark.parametrize(
+    ("dim_out", "q_stride", "window"), [(8, None, 4), (16, (2, 2), 6), (8, None, 0)]
+)
+def test_block_projects_unpadded_tokens_as_upstream_does_padded_ones(
+    dim_out: int, q_stride: tuple[int, int] | None, window: int
+) -> None:
+    # upstream zero-pads the normed map to whole windows and projects every token; the block
+    # projects the map's own tokens and fills padded ones with the projection of a zero token
+    torch.manual_seed(6)
+    block = MultiScaleBlock(
+        dim=8, dim_out=dim_out, num_heads=2, q_stride=q_stride, window_size=window
+    ).eval()
+    x = torch.randn(2, 10, 10, 8)
+    with torch.no_grad():
+        got = block(x)
+        normed = block.norm1(x)
+        shortcut = x
+        if dim_out != 8:
+            shortcut = max_pool_channels_last(block.proj(normed), q_stride)
+        h, w = shortcut.shape[1:3]
+        if window:
+            windows, padded = window_partition(normed, window)  # zeros
+            out_window = window // (q_stride[0] if q_stride else 1)
+            padded = (padded[0] * out_window // window, padded[1] * out_window // window)
+            att = window_unpartition(block.attn(windows), out_window, padded, (h, w))
+        else:
+            att = block.attn(normed)
+        y = att + shortcut
+        want = y + block.mlp(block.norm2(y))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_neck_top_down_levels() -> None:

@@ -1,13 +1,20 @@
-"""Float32 softmax attention on CPU with oneDNN GEMMs, for a few heads over long sequences.
+"""Float32 softmax attention on CPU: oneDNN GEMMs for a few long heads, batched GEMMs for many
+short ones.
 
 ``F.scaled_dot_product_attention``'s fused CPU kernel multiplies with MKL, which runs at half
-speed on AMD CPUs (see :mod:`samurai.modeling.gemm`); this path is taken where the "attention"
-shape class measured oneDNN faster. For SAM 2's long attentions (Hiera-T's
+speed on AMD CPUs (see :mod:`samurai.modeling.gemm`); :func:`softmax_attention` is taken where the
+"attention" shape class measured oneDNN faster. For SAM 2's long attentions (Hiera-T's
 global blocks: 4 heads x 4096 tokens; the memory self-attention: 1 head x 4096 tokens; the memory
 cross-attention over up to ~30000 memory tokens) one oneDNN GEMM pair per head and block of
 queries is faster: 142 -> 82 ms, 85 -> 47 ms and 306 -> 164 ms (19508 memory tokens) on a 2-core
 Zen 5.
-Many small heads (the windowed Hiera blocks) stay with the fused kernel.
+
+Many short heads (the windowed Hiera blocks: 25-4096 heads of 4-196 tokens) go to
+:func:`batched_attention`, two batched GEMMs per group of heads around one pass of base-2
+weights. The fused kernel works through such heads in fixed-size tiles whose set-up dominates the
+smallest ones: on the same CPU 4096 heads x 16 tokens took 10.2 -> 6.1 ms and 8192 heads of
+4 queries x 16 keys 16.9 -> 5.4 ms; the 196-token windows come out about even. The Hiera-B+
+encoder went from 1.88 to 1.82 s at 1024 px.
 """
 
 from __future__ import annotations
@@ -19,12 +26,17 @@ import torch.nn.functional as F
 
 from samurai.modeling.gemm import matmul_nt, uses_onednn
 
-SCORE_ELEMENTS = 1 << 23
-"""Scores computed at once per head (32 MB in float32, within a 32 MB L3): a block of query rows
-against all keys, so each row is normalised once. Against key blocks with a running maximum (five
-more passes over the scores), query blocks took the memory cross-attention over 20480 memory
-tokens from 166 to 148 ms on a 2-core Zen 5; base-2 weights without the maximum subtracted
-(:func:`exp2_weights`) then 140 -> 136 ms, and a Hiera-T global block 74 -> 68 ms."""
+SCORE_ELEMENTS = 1 << 22
+"""Scores computed at once (16 MB in float32, half a 32 MB L3): a tile of query rows against a
+block of keys. Base-2 weights taken without subtracting a row maximum add up across key blocks
+with no rescaling, so long key sequences are cut into blocks: each GEMM then packs a block of
+keys instead of all of them. Against tiles of whole score rows (2^23 scores) this took the memory
+cross-attention over 28716 memory tokens (SAM 2.1-B+, 7 memory frames) from 190-217 to 174-178 ms
+and over 20524 tokens from 142 to 125 ms on a 2-core Zen 5; 2^21-2^23 were within a few percent of
+each other, 2^24 slower."""
+
+QUERY_ROWS = 4096
+"""Query rows per tile in :func:`softmax_attention` (SAM 2 at 1024 px has 4096 queries)."""
 
 LOG2_E = math.log2(math.e)
 
@@ -33,23 +45,53 @@ SAFE_ROW_SUM = 2.0**-60
 normal float32 far from underflow, so dropping the usual max subtraction loses nothing."""
 
 MAX_GROUPS = 64
-"""Batch x heads above which the fused kernel is used: this path runs a Python-level GEMM pair
-per head, cheap for SAM 2's few long heads; windowed Hiera blocks have 100-2000 short ones."""
+"""Batch x heads above which a long attention goes to the fused kernel: :func:`softmax_attention`
+runs a Python-level GEMM pair per head, cheap for SAM 2's few long heads only."""
+
+LONG_SCORES = 1 << 20
+"""Scores per head (queries x keys) from which an attention is long: head by head."""
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``(B, heads, N, d)`` tensors, no mask, no dropout."""
+    if not all(t.dtype == torch.float32 and t.device.type == "cpu" for t in (q, k, v)) or (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    ):
+        return F.scaled_dot_product_attention(q, k, v)
+    if q.shape[-2] * k.shape[-2] < LONG_SCORES:
+        return batched_attention(q, k, v)
     groups = q.shape[0] * q.shape[1]
-    long = q.shape[-2] * k.shape[-2] >= 1 << 20
-    if not long or groups > MAX_GROUPS or not uses_onednn(q, k, kind="attention"):
+    if groups > MAX_GROUPS or not uses_onednn(q, k, kind="attention"):
         return F.scaled_dot_product_attention(q, k, v)
     return softmax_attention(q, k, v)
+
+
+def batched_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` for many short heads, ``(B, heads, N, d)`` tensors.
+
+    Heads go in groups of about :data:`SCORE_ELEMENTS` scores, each group through one batched
+    GEMM for its scores and one for its values.
+    """
+    batch, heads, n_q, dim = q.shape
+    n_k = k.shape[-2]
+    groups = batch * heads
+    q3 = (q * (dim**-0.5 * LOG2_E)).reshape(groups, n_q, dim)
+    k3 = k.reshape(groups, n_k, dim)
+    v3 = v.reshape(groups, n_k, -1)
+    out = q.new_empty(groups, n_q, v3.shape[-1])
+    step = max(1, SCORE_ELEMENTS // (n_q * n_k))
+    for start in range(0, groups, step):
+        part = slice(start, start + step)
+        weights, sums = exp2_weights(q3[part], k3[part])
+        torch.bmm(weights, v3[part], out=out[part])
+        out[part].div_(sums)
+    return out.view(batch, heads, n_q, -1)
 
 
 def softmax_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, shared_values: bool = False
 ) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d)) v``, head by head, queries in blocks of whole score rows.
+    """``softmax(q k^T / sqrt(d)) v``, head by head, in tiles of query rows and keys.
 
     Args:
         q: ``(B, heads, Nq, d)``.
@@ -71,29 +113,82 @@ def softmax_attention(
     else:
         v3 = v.to(q.dtype).reshape(groups, n_k, -1).contiguous()
     out = q.new_empty(groups, n_q, v3.shape[-1])
-    rows = max(1, SCORE_ELEMENTS // n_k)
+    rows = min(n_q, QUERY_ROWS)
+    keys = max(1, SCORE_ELEMENTS // rows)
     for g in range(groups):
-        k_g = k3[g]
-        v_t = (v3[g // heads] if shared_values else v3[g]).t()
+        v_g = v3[g // heads] if shared_values else v3[g]
         for start in range(0, n_q, rows):
-            weights, sums = exp2_weights(q3[g, start : start + rows], k_g)
-            mixed = matmul_nt(weights, v_t, kind="attention")
-            torch.div(mixed, sums, out=out[g, start : start + rows])
+            block = slice(start, start + rows)
+            attend_rows(q3[g, block], k3[g], v_g, keys, out=out[g, block])
     return out.view(batch, heads, n_q, -1)
+
+
+def attend_rows(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: int, *, out: torch.Tensor
+) -> None:
+    """``out = softmax(q k^T) v`` for base-2 scores, ``q`` ``(M, d)``, ``k`` ``(N, d)``, ``v``
+    ``(N, dv)``, over blocks of ``keys`` keys.
+
+    Each block's weights ``2^s`` are taken without subtracting a row maximum, so blocks simply
+    add up: the weighted values and the row sums, normalised once at the end. Where that over- or
+    underflows (a row sum not finite, or below :data:`SAFE_ROW_SUM`), the rows are computed again
+    with each row's maximum over all keys subtracted.
+    """
+    n_k = k.shape[0]
+    mixed, sums = _weighted_blocks(q, k, v, keys, None)
+    low, high = torch.aminmax(sums)
+    if not (float(low) >= SAFE_ROW_SUM and math.isfinite(float(high))):
+        top = torch.stack(
+            [
+                matmul_nt(q, k[start : start + keys], kind="attention").amax(dim=-1)
+                for start in range(0, n_k, keys)
+            ]
+        ).amax(dim=0, keepdim=True)
+        mixed, sums = _weighted_blocks(q, k, v, keys, top.t())
+    torch.div(mixed, sums, out=out)
+
+
+def _weighted_blocks(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: int, shift: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums over key blocks of ``2^(q k^T - shift) v`` and of the weights, per query row."""
+    mixed = sums = None
+    for start in range(0, k.shape[0], keys):
+        block = slice(start, start + keys)
+        scores = matmul_nt(q, k[block], kind="attention")
+        weights = (scores if shift is None else scores.sub_(shift)).exp2_()
+        # v[block] is (keys, dv) with contiguous rows: as the GEMM's transposed operand, no copy
+        part = matmul_nt(weights, v[block].t(), kind="attention")
+        part_sums = weights.sum(dim=-1, keepdim=True)
+        if mixed is None:
+            mixed, sums = part, part_sums
+        else:
+            mixed.add_(part)
+            sums.add_(part_sums)
+    return mixed, sums
 
 
 def exp2_weights(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unnormalised softmax weights ``2^(q k^T)`` of base-2 scores and their row sums.
 
+    ``q`` ``(M, d)`` and ``k`` ``(N, d)`` (one oneDNN GEMM), or ``(G, M, d)`` and ``(G, N, d)``
+    (a batched GEMM).
+
     The row maximum is not subtracted first (one pass over the scores fewer: the product is
     normalised after the value GEMM instead). Where that would over- or underflow (a row sum
     not finite, or below :data:`SAFE_ROW_SUM`), the block is recomputed with it subtracted.
     """
-    weights = matmul_nt(q, k, kind="attention").exp2_()
+    weights = _scores(q, k).exp2_()
     sums = weights.sum(dim=-1, keepdim=True)
     low, high = torch.aminmax(sums)
     if float(low) >= SAFE_ROW_SUM and math.isfinite(float(high)):
         return weights, sums
-    scores = matmul_nt(q, k, kind="attention")
+    scores = _scores(q, k)
     weights = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()
     return weights, weights.sum(dim=-1, keepdim=True)
+
+
+def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    if q.dim() == 2:
+        return matmul_nt(q, k, kind="attention")
+    return torch.bmm(q, k.transpose(1, 2))

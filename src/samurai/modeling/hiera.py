@@ -16,21 +16,30 @@ from samurai.modeling.cpu_attention import scaled_dot_product_attention
 from samurai.modeling.precision import Linear
 
 
-def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Split a feature map into non-overlapping windows, zero-padding the bottom / right edges.
+def window_partition(
+    x: torch.Tensor, window_size: int, pad_value: torch.Tensor | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split a feature map into non-overlapping windows, padding the bottom / right edges.
 
     Args:
         x: (B, H, W, C) tokens.
         window_size: side of the square windows.
+        pad_value: (C,) value of the padded tokens; zeros when None.
 
     Returns:
         The windows, (B * num_windows, window_size, window_size, C), and the padded size (Hp, Wp).
-        Padded tokens are zeros; the attention sees them as ordinary keys, as upstream does.
+        The attention sees padded tokens as ordinary keys, as upstream does.
     """
     b, h, w, c = x.shape
     pad_h = (window_size - h % window_size) % window_size
     pad_w = (window_size - w % window_size) % window_size
-    if pad_h or pad_w:
+    if pad_value is not None and (pad_h or pad_w):
+        padded = x.new_empty(b, h + pad_h, w + pad_w, c)
+        padded[:, :h, :w] = x
+        padded[:, h:] = pad_value
+        padded[:, :h, w:] = pad_value
+        x = padded
+    elif pad_h or pad_w:
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
     x = x.view(b, hp // window_size, window_size, wp // window_size, window_size, c)
@@ -91,19 +100,21 @@ class MultiScaleAttention(nn.Module):
         self.proj = Linear(dim_out, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """The attention between the projections: (B, H, W, 3 * dim_out) -> (B, H', W', dim_out)."""
+        b, h, w, _ = qkv.shape
         heads = self.num_heads
         # (B, H*W, 3, heads, hd) -> 3 x (B, heads, H*W, hd)
-        qkv = self.qkv(x).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = qkv.reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if self.q_stride is not None:
             # pooling is per channel: pool each head's (H, W, hd) map
             q = max_pool_channels_last(q.reshape(b * heads, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(b, heads, h * w, -1)
         x = scaled_dot_product_attention(q, k, v)
-        x = x.transpose(1, 2).reshape(b, h, w, -1)
-        return self.proj(x)
+        return x.transpose(1, 2).reshape(b, h, w, -1)
 
 
 class MultiScaleBlock(nn.Module):
@@ -143,16 +154,22 @@ class MultiScaleBlock(nn.Module):
             shortcut = self.proj(x)
             if self.q_stride is not None:
                 shortcut = max_pool_channels_last(shortcut, self.q_stride)
+        # The projections run on the map's own tokens only: upstream pads the normed map with
+        # zeros before them, so a padded token's q, k and v are the projection of a zero token
+        # (the bias), filled in here (Hiera-B+ stage 3: 4096 tokens instead of 4900 per block).
+        qkv = self.attn.qkv(x)
         window_size = self.window_size
         if window_size > 0:
-            x, _ = window_partition(x, window_size)
-        x = self.attn(x)
+            pad_value = self.attn.qkv(x.new_zeros(x.shape[-1]))
+            qkv, _ = window_partition(qkv, window_size, pad_value)
+        x = self.attn.attend(qkv)
         if window_size > 0:
             if self.q_stride is not None:
                 window_size //= self.q_stride[0]
             h, w = shortcut.shape[1:3]
             padded_hw = (-(-h // window_size) * window_size, -(-w // window_size) * window_size)
             x = window_unpartition(x, window_size, padded_hw, (h, w))
+        x = self.attn.proj(x)
         # in place on freshly computed tensors only (the block input may be a kept stage output)
         x = x.add_(shortcut)
         return self.mlp(self.norm2(x)).add_(x)
