@@ -118,13 +118,15 @@ def test_softmax_attention_survives_scores_beyond_float32_exponents(
 
 def test_exp2_weights_normalise_to_softmax_on_both_paths() -> None:
     torch.manual_seed(5)
-    q, k = torch.randn(5, 8), torch.randn(40, 8)
-    for shift in (0.0, 200.0, -200.0):  # in range; overflowing; underflowing
-        scores = q @ k.t() + shift
+    q, k = torch.randn(3, 5, 8), torch.randn(3, 40, 8)
+    for shift in (0.0, 400.0, -400.0):  # in range; overflowing; underflowing
+        scores = q @ k.transpose(1, 2) + shift / 2
         weights, sums = cpu_attention.exp2_weights(
-            torch.cat([q, torch.full((5, 1), shift)], 1), torch.cat([k, torch.ones(40, 1)], 1)
+            torch.cat([q, torch.full((3, 5, 1), shift)], 2),
+            torch.cat([k, torch.ones(3, 40, 1)], 2),
+            0.5,
         )
-        want = torch.softmax(scores.double() * math.log(2), dim=-1)
+        want = torch.softmax(scores.double() * (math.log(2) / 2), dim=-1)
         torch.testing.assert_close((weights / sums).double(), want, rtol=1e-5, atol=1e-6)
 
 
@@ -169,8 +171,7 @@ def test_attention_dispatch_takes_head_by_head_path_for_long_sequences(
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
-# 3 windows x 2 heads: groups of 2 heads per batched GEMM (the last group whole), or of 4 (the
-# last group partial)
+# 3 windows x 2 heads: one window per batched GEMM, two (the last group partial), or all three
 @pytest.mark.parametrize("score_elements", [2 * 49 * 49, 4 * 49 * 49, 1 << 23])
 def test_batched_attention_equals_sdpa_on_window_views(
     score_elements: int, monkeypatch: pytest.MonkeyPatch

@@ -201,7 +201,8 @@ def test_window_partition_pads_with_the_given_value() -> None:
 
 
 @pytest.mark.parametrize(
-    ("dim_out", "q_stride", "window"), [(8, None, 4), (16, (2, 2), 6), (8, None, 0)]
+    ("dim_out", "q_stride", "window"),
+    [(8, None, 4), (16, (2, 2), 6), (8, None, 5), (16, (2, 2), 10), (8, None, 0)],
 )
 def test_block_projects_unpadded_tokens_as_upstream_does_padded_ones(
     dim_out: int, q_stride: tuple[int, int] | None, window: int

@@ -69,23 +69,26 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 def batched_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for many short heads, ``(B, heads, N, d)`` tensors.
 
-    Heads go in groups of about :data:`SCORE_ELEMENTS` scores, each group through one batched
-    GEMM for its scores and one for its values.
+    Whole batch entries (Hiera's windows) go in groups of about :data:`SCORE_ELEMENTS` scores,
+    each through one batched GEMM for its scores and one for its values. Only a group's
+    operands are copied into the contiguous ``(heads, N, d)`` blocks the GEMMs read, so the
+    copies stay a few MB whatever the map's size.
     """
     batch, heads, n_q, dim = q.shape
     n_k = k.shape[-2]
-    groups = batch * heads
-    q3 = (q * (dim**-0.5 * LOG2_E)).reshape(groups, n_q, dim)
-    k3 = k.reshape(groups, n_k, dim)
-    v3 = v.reshape(groups, n_k, -1)
-    out = q.new_empty(groups, n_q, v3.shape[-1])
-    step = max(1, SCORE_ELEMENTS // (n_q * n_k))
-    for start in range(0, groups, step):
+    scale = dim**-0.5 * LOG2_E
+    out = q.new_empty(batch, heads, n_q, v.shape[-1])
+    step = max(1, SCORE_ELEMENTS // (heads * n_q * n_k))
+    for start in range(0, batch, step):
         part = slice(start, start + step)
-        weights, sums = exp2_weights(q3[part], k3[part])
-        torch.bmm(weights, v3[part], out=out[part])
-        out[part].div_(sums)
-    return out.view(batch, heads, n_q, -1)
+        groups = out[part].shape[0] * heads
+        weights, sums = exp2_weights(
+            q[part].reshape(groups, n_q, dim), k[part].reshape(groups, n_k, dim), scale
+        )
+        mixed = out[part].view(groups, n_q, -1)
+        torch.bmm(weights, v[part].reshape(groups, n_k, -1), out=mixed)
+        mixed.div_(sums)
+    return out
 
 
 def softmax_attention(
@@ -168,27 +171,26 @@ def _weighted_blocks(
     return mixed, sums
 
 
-def exp2_weights(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unnormalised softmax weights ``2^(q k^T)`` of base-2 scores and their row sums.
-
-    ``q`` ``(M, d)`` and ``k`` ``(N, d)`` (one oneDNN GEMM), or ``(G, M, d)`` and ``(G, N, d)``
-    (a batched GEMM).
+def exp2_weights(
+    q: torch.Tensor, k: torch.Tensor, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unnormalised softmax weights ``2^(scale q k^T)`` of base-2 scores and their row sums, for
+    ``(G, M, d)`` queries and ``(G, N, d)`` keys (one batched GEMM).
 
     The row maximum is not subtracted first (one pass over the scores fewer: the product is
     normalised after the value GEMM instead). Where that would over- or underflow (a row sum
-    not finite, or below :data:`SAFE_ROW_SUM`), the block is recomputed with it subtracted.
+    not finite, or below :data:`SAFE_ROW_SUM`), the weights are recomputed with it subtracted.
     """
-    weights = _scores(q, k).exp2_()
+    weights = _scores(q, k, scale).exp2_()
     sums = weights.sum(dim=-1, keepdim=True)
     low, high = torch.aminmax(sums)
     if float(low) >= SAFE_ROW_SUM and math.isfinite(float(high)):
         return weights, sums
-    scores = _scores(q, k)
+    scores = _scores(q, k, scale)
     weights = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()
     return weights, weights.sum(dim=-1, keepdim=True)
 
 
-def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    if q.dim() == 2:
-        return matmul_nt(q, k, kind="attention")
-    return torch.bmm(q, k.transpose(1, 2))
+def _scores(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    # beta=0: the (1, 1, 1) input is never read; the scale costs nothing inside the GEMM
+    return torch.baddbmm(q.new_empty(1, 1, 1), q, k.transpose(1, 2), beta=0.0, alpha=scale)

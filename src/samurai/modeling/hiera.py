@@ -154,14 +154,18 @@ class MultiScaleBlock(nn.Module):
             shortcut = self.proj(x)
             if self.q_stride is not None:
                 shortcut = max_pool_channels_last(shortcut, self.q_stride)
-        # The projections run on the map's own tokens only: upstream pads the normed map with
-        # zeros before them, so a padded token's q, k and v are the projection of a zero token
-        # (the bias), filled in here (Hiera-B+ stage 3: 4096 tokens instead of 4900 per block).
-        qkv = self.attn.qkv(x)
         window_size = self.window_size
-        if window_size > 0:
+        if window_size > 0 and (x.shape[1] % window_size or x.shape[2] % window_size):
+            # The projections run on the map's own tokens only: upstream pads the normed map
+            # with zeros before them, so a padded token's q, k and v are the projection of a
+            # zero token, filled in here (Hiera-B+ stage 3: 4096 tokens instead of 4900).
             pad_value = self.attn.qkv(x.new_zeros(x.shape[-1]))
-            qkv, _ = window_partition(qkv, window_size, pad_value)
+            qkv, _ = window_partition(self.attn.qkv(x), window_size, pad_value)
+        elif window_size > 0:
+            # no padding: partitioning the block input copies a third of what its q, k, v are
+            qkv = self.attn.qkv(window_partition(x, window_size)[0])
+        else:
+            qkv = self.attn.qkv(x)
         x = self.attn.attend(qkv)
         if window_size > 0:
             if self.q_stride is not None:
