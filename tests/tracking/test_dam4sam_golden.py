@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import samurai.modeling.gemm as gemm
 from samurai.io.frames import ImageFolderSource
 from samurai.io.transforms import preprocess_image
-from samurai.tracking.dam4sam_rules import drm_size_ratio, evaluate_drm_rule
+from samurai.tracking.dam4sam_rules import DrmDecision, drm_size_ratio, evaluate_drm_rule
 from tracking.dam4sam_trace import RUNS, collect, frame_files, golden, make_predictor, meta, run
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]
@@ -53,7 +53,7 @@ def _bf16_close(ours: torch.Tensor, theirs_bits: np.ndarray, ctx: str) -> None:
 
 
 def _check_size_ratio(
-    rule, g: dict[str, np.ndarray], f: int, history_flips: list[int], ctx: str
+    rule: DrmDecision, g: dict[str, np.ndarray], f: int, history_flips: list[int], ctx: str
 ) -> None:
     """The size history, median and ratio of the DRM rule on tracked frame ``f``.
 

@@ -172,7 +172,7 @@ def _weighted_blocks(
 
 
 def exp2_weights(
-    q: torch.Tensor, k: torch.Tensor, scale: float = 1.0
+    q: torch.Tensor, k: torch.Tensor, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unnormalised softmax weights ``2^(scale q k^T)`` of base-2 scores and their row sums, for
     ``(G, M, d)`` queries and ``(G, N, d)`` keys (one batched GEMM).
