@@ -13,6 +13,7 @@ from PIL import Image
 from reference import golden, manifest_keys, sub_state_dict, synth_state_dict
 from samurai.config import VARIANTS
 from samurai.io.transforms import preprocess_image, preprocess_video_frame
+from samurai.modeling import hiera, image_encoder
 from samurai.modeling.hiera import (
     Hiera,
     MultiScaleBlock,
@@ -243,14 +244,75 @@ def test_neck_top_down_levels() -> None:
     )
     xs = [torch.randn(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([2, 4, 8, 16])]
     with torch.no_grad():
-        out, pos = neck(xs)
+        out = neck(xs)
         lateral = [neck.convs[3 - i](x) for i, x in enumerate(xs)]
         top = lateral[2] + lateral[3].repeat_interleave(2, -1).repeat_interleave(2, -2)
     torch.testing.assert_close(out[3], lateral[3])
     torch.testing.assert_close(out[2], top)
     torch.testing.assert_close(out[1], lateral[1])  # level 1 / 0: lateral only
     torch.testing.assert_close(out[0], lateral[0])
-    assert [p.shape for p in pos] == [o.shape for o in out]
+    encoded = ImageEncoderOutput(backbone_fpn=out, position_encoding=neck.position_encoding)
+    assert [p.shape for p in encoded.vision_pos_enc] == [o.shape for o in out]
+
+
+@pytest.mark.parametrize("strip_pixels", [32, 100, 1 << 20])
+def test_neck_projects_levels_in_strips(strip_pixels: int, monkeypatch) -> None:
+    """A projected level without top-down links runs strip by strip: its values equal the
+    projection of the whole lateral map, for strips that do and do not divide the map."""
+    monkeypatch.setattr(image_encoder, "STRIP_PIXELS", strip_pixels)
+    torch.manual_seed(1)
+    neck = FpnNeck(
+        position_encoding=PositionEmbeddingSine(8),
+        d_model=8,
+        backbone_channel_list=[16, 8, 4, 2],
+        fpn_top_down_levels=[2, 3],
+    )
+    conv_s0, conv_s1 = torch.nn.Conv2d(8, 3, 1), torch.nn.Conv2d(8, 5, 1)
+    # level 2 takes a top-down input and is projected whole; levels 0 and 1 go in strips
+    conv_s2 = torch.nn.Conv2d(8, 4, 1)
+    xs = [torch.randn(2, c, 40 // 2**i, 24 // 2**i) for i, c in enumerate([2, 4, 8, 16])]
+    with torch.no_grad():
+        plain = neck(xs)
+        out = neck(xs, projections=(conv_s0, conv_s1, conv_s2))
+    for level, conv in enumerate((conv_s0, conv_s1, conv_s2)):
+        torch.testing.assert_close(out[level], conv(plain[level]), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out[3], plain[3])
+    with pytest.raises(ValueError, match="projections"):
+        neck(xs, projections=[None] * 5)
+
+
+@pytest.mark.parametrize(("variant", "size"), [("sam2.1_hiera_t", 512), ("sam2.1_hiera_b+", 256)])
+def test_trunk_runs_leading_blocks_in_strips(variant: str, size: int, monkeypatch) -> None:
+    """Without autograd the leading windowed blocks run strip by strip with exactly the
+    values (and stage outputs) of running each block on the whole map."""
+    monkeypatch.setattr(hiera, "STRIP_TOKENS", 256)
+    torch.manual_seed(2)
+    trunk = Hiera.from_config(VARIANTS[variant].hiera).eval()
+    with torch.no_grad():
+        for p in trunk.parameters():
+            p.normal_(0, 0.05)
+    count, rows = trunk.strip_plan((size // 4, size // 4))
+    # up to the first global block (T) or stage-3 block whose windows need padding (B+)
+    assert count == {"sam2.1_hiera_t": 4, "sam2.1_hiera_b+": 6}[variant]
+    assert rows < size // 4 and rows % 8 == 0
+    image = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        got = trunk(image)
+        x = trunk.patch_embed(image) + trunk._get_pos_embed((size // 4, size // 4))
+        want = []
+        for i, block in enumerate(trunk.blocks):
+            x = block(x)
+            if i in trunk.stage_ends:
+                want.append(x.permute(0, 3, 1, 2))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_strip_plan_needs_windows_that_tile_the_map() -> None:
+    trunk = Hiera.from_config(VARIANTS["sam2.1_hiera_t"].hiera)
+    assert trunk.strip_plan((64, 64)) == (0, 0)  # one strip would be the whole map
+    assert trunk.strip_plan((60, 60)) == (0, 0)  # 8-token windows need padding at once
+    assert trunk.strip_plan((256, 256)) == (4, 32)
 
 
 def test_channel_mismatch_raises() -> None:

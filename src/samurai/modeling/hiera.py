@@ -6,6 +6,8 @@ checkpoint keys under ``image_encoder.trunk.``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -179,6 +181,10 @@ class MultiScaleBlock(nn.Module):
         return self.mlp(self.norm2(x)).add_(x)
 
 
+STRIP_TOKENS = 8192
+"""Tokens per strip (first-stage tokens) where the leading windowed blocks run strip by strip."""
+
+
 class Hiera(nn.Module):
     """Hierarchical vision transformer (Hiera, arXiv:2306.00989) as configured in SAM 2.
 
@@ -306,8 +312,66 @@ class Hiera(nn.Module):
         x = self.patch_embed(x)
         x = x + self._get_pos_embed((x.shape[1], x.shape[2]))
         outputs = []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
+        first = 0
+        if not torch.is_grad_enabled():
+            first, x, outputs = self._forward_strips(x)
+        for i in range(first, len(self.blocks)):
+            x = self.blocks[i](x)
             if i in self.stage_ends:
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs
+
+    def strip_plan(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """How the leading blocks of a ``hw`` token map run strip by strip.
+
+        A windowed block whose windows tile its map without padding mixes no tokens across
+        window rows, so a run of such blocks gives the same result on any horizontal strip whose
+        height is a multiple of every window (and pooling stride) it meets. Running the
+        high-resolution stages strip by strip keeps their activations (the first stage's MLP
+        alone is 96 MiB per frame at 1024 px) a few MiB each.
+
+        Returns:
+            (number of leading blocks, strip height in tokens); (0, 0) when no strip is smaller
+            than the map.
+        """
+        h, w = hw
+        scale, rows, count = 1, 1, 0
+        for block in self.blocks:
+            ws = block.window_size
+            if ws == 0 or h % (scale * ws) or w % (scale * ws):
+                break
+            rows = math.lcm(rows, scale * ws)
+            if block.q_stride is not None:
+                scale *= block.q_stride[0]
+                if block.q_stride[0] != block.q_stride[1] or h % scale or w % scale:
+                    break
+            count += 1
+        if count == 0:
+            return 0, 0
+        rows *= max(1, STRIP_TOKENS // (rows * w))
+        return (count, rows) if rows < h else (0, 0)
+
+    def _forward_strips(self, x: torch.Tensor) -> tuple[int, torch.Tensor, list[torch.Tensor]]:
+        """Run the leading blocks of :meth:`strip_plan` strip by strip (no autograd).
+
+        Returns the number of blocks run, their output map and the stage outputs among them.
+        """
+        count, rows = self.strip_plan((x.shape[1], x.shape[2]))
+        if count == 0:
+            return 0, x, []
+        keep = [i for i in range(count) if i in self.stage_ends or i == count - 1]
+        full: dict[int, torch.Tensor] = {}
+        for top in range(0, x.shape[1], rows):
+            y = x[:, top : top + rows]
+            scale = 1
+            for i in range(count):
+                y = self.blocks[i](y)
+                stride = self.blocks[i].q_stride
+                scale *= 1 if stride is None else stride[0]
+                if i in keep:
+                    if i not in full:
+                        b, _, w, c = y.shape
+                        full[i] = y.new_empty(b, x.shape[1] // scale, w, c)
+                    full[i][:, top // scale : top // scale + y.shape[1]] = y
+        outputs = [full[i].permute(0, 3, 1, 2) for i in keep if i in self.stage_ends]
+        return count, full[count - 1], outputs

@@ -166,15 +166,11 @@ class Sam2Model(nn.Module):
     # ------------------------------------------------------------------ image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """Encode normalised images (B, 3, S, S) into decoder-ready features."""
-        out = self.image_encoder(images)
+        decoder = self.sam_mask_decoder
+        out = self.image_encoder(images, projections=(decoder.conv_s0, decoder.conv_s1))
         fpn = out.backbone_fpn
         return ImageFeatures(
-            vision_features=fpn[-1],
-            vision_pos_enc=out.vision_pos_enc[-1],
-            high_res_features=[
-                self.sam_mask_decoder.conv_s0(fpn[0]),
-                self.sam_mask_decoder.conv_s1(fpn[1]),
-            ],
+            vision_features=fpn[-1], vision_pos_enc=out.pos_enc(-1), high_res_features=fpn[:2]
         )
 
     def add_no_mem_embed(self, vision_features: torch.Tensor) -> torch.Tensor:
