@@ -232,7 +232,7 @@ class RuntimeOptions:
     compile: bool = False
     reuse_freed_memory: bool = True
     """On CPU, let glibc reuse freed large blocks instead of unmapping them (process-wide; see
-    :mod:`samurai.allocator`): 10-30 % less time per frame at 1024. `samurai.build.build_model`
+    :mod:`samurai.allocator`): 4-30 % less time per frame at 1024. `samurai.build.build_model`
     applies it already on CPU; ``SAMURAI_MALLOC_TUNING=0`` is the switch that turns it off."""
 
 

@@ -313,7 +313,8 @@ class Hiera(nn.Module):
         x = x + self._get_pos_embed((x.shape[1], x.shape[2]))
         outputs = []
         first = 0
-        if not torch.is_grad_enabled():
+        if x.device.type == "cpu" and not torch.is_grad_enabled():
+            # on GPUs the caching allocator reuses whole maps and larger kernels run faster
             first, x, outputs = self._forward_strips(x)
         for i in range(first, len(self.blocks)):
             x = self.blocks[i](x)
@@ -352,7 +353,7 @@ class Hiera(nn.Module):
         return (count, rows) if rows < h else (0, 0)
 
     def _forward_strips(self, x: torch.Tensor) -> tuple[int, torch.Tensor, list[torch.Tensor]]:
-        """Run the leading blocks of :meth:`strip_plan` strip by strip (no autograd).
+        """Run the leading blocks of :meth:`strip_plan` strip by strip (CPU, no autograd).
 
         Returns the number of blocks run, their output map and the stage outputs among them.
         """

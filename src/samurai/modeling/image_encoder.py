@@ -95,8 +95,8 @@ class FpnNeck(nn.Module):
         Args:
             xs: trunk outputs, highest resolution first, (B, C_i, H_i, W_i).
             projections: per level (same order), a 1x1 convolution applied to that level's
-                output, or None. A level that neither takes nor gives a top-down input is then
-                computed strip by strip, so its full ``d_model``-channel map (64 MiB for the
+                output, or None. On CPU a level that neither takes nor gives a top-down input is
+                then computed strip by strip, so its full ``d_model``-channel map (64 MiB for the
                 stride-4 level at 1024 px) never exists.
 
         Returns:
@@ -153,9 +153,9 @@ def _is_pointwise(module: nn.Module) -> bool:
 
 
 def _project_in_strips(lateral: nn.Module, project: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``project(lateral(x))`` for 1x1 convolutions on (B, C, H, W), over strips of rows."""
+    """``project(lateral(x))`` for 1x1 convolutions on (B, C, H, W), over strips of rows on CPU."""
     rows = max(1, STRIP_PIXELS // (x.shape[0] * x.shape[-1]))
-    if rows >= x.shape[-2]:
+    if rows >= x.shape[-2] or x.device.type != "cpu":
         return project(lateral(x))
     return torch.cat([project(lateral(strip)) for strip in x.split(rows, dim=-2)], dim=-2)
 
