@@ -8,8 +8,9 @@ zero-filled and unmapped gigabytes: measured 0.5-1.3 s of kernel time per SAM 2.
 the next frame's tensors: 4-11 % less time per frame in float32, 20-30 % in split bfloat16. The
 heap keeps its high-water mark instead of returning memory between frames: 100-225 MiB more peak
 RSS for SAM 2.1-T since the image encoder runs its high-resolution stages in strips (200-300 MiB
-before), less for B+. Apply it before the model's weights are allocated (`samurai.build.build_model` does):
-applied after them, the peak was up to 500 MiB higher and varied from run to run.
+before), less for B+. Apply it before the model's weights are allocated
+(`samurai.build.build_model` does): applied after them, the peak was up to 500 MiB higher and
+varied from run to run.
 
 The setting is process-wide and only ever applied once; ``SAMURAI_MALLOC_TUNING=0`` turns it
 off. Other C libraries (musl, macOS, Windows) are left alone.

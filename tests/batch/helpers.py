@@ -20,8 +20,10 @@ HEIGHT, WIDTH = 96, 128
 NUM_FRAMES = 3
 CLI = [sys.executable, "-m", "samurai.cli"]
 SIZE = ["--image-size", "256"]
-# one torch thread everywhere: the same float sums in every worker, so files compare byte for byte
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# one torch thread and one GEMM backend everywhere (processes that measure the backends on their
+# own may choose differently on a loaded machine): the same float sums in every worker, so files
+# compare byte for byte
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SAMURAI_ONEDNN": "1"}
 
 
 def frames(seed: int, count: int = NUM_FRAMES) -> list[np.ndarray]:

@@ -43,12 +43,17 @@ pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray_service")  # one cluster; the node-loss test is last
 
 ONE_THREAD = ("--threads-per-worker", "1")
+SAME_GEMMS = {"SAMURAI_ONEDNN": "1"}
+"""Every process compared byte for byte uses one GEMM backend. Left to measure, each server (its
+own ``SAMURAI_HOME``) calibrates on its own, and on a loaded machine one once took PyTorch's
+path for the narrow layers where the reference took oneDNN's (results ~1e-5 apart)."""
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalRayCluster]:
     started = LocalRayCluster()
     started.env["PYTHONPATH"] = str(Path(__file__).parents[1])  # tests/: actors import helpers
+    started.env |= SAME_GEMMS
     try:
         yield started.start()
     finally:
@@ -62,6 +67,7 @@ def reference(
     """`JOBS` on the local worker process (one torch thread, as each actor)."""
     server = ServerProcess(tmp_path_factory.mktemp("local"), tiny_checkpoint, *ONE_THREAD)
     server.env["OMP_NUM_THREADS"] = "1"
+    server.env |= SAME_GEMMS
     server.start()
     try:
         with server.client() as client:
@@ -203,6 +209,7 @@ def test_ray_address_local_needs_no_cluster(
     extra = ("--ray-address", "local", "--max-jobs-per-node", "1", *ONE_THREAD)
     server = ServerProcess(tmp_path, tiny_checkpoint, *extra)
     server.env["RAY_ADDRESS"] = "127.0.0.1:1"  # never joined: local starts its own instance
+    server.env |= SAME_GEMMS
     server.start()
     try:
         with server.client() as client:
