@@ -6,8 +6,9 @@ its convolutions) runs the same products at 380-450 GFLOP/s. On an Intel Xeon wi
 AMX the order was the other way round (MKL 298 GFLOP/s, oneDNN 106-137 GFLOP/s). So the backend is
 not chosen by vendor but measured: :func:`backend_choice` times both on a few model-shaped
 products per shape class (:data:`CALIBRATION_SHAPES`, a few hundred ms, once per machine, torch
-version and thread count, cached in ``$SAMURAI_HOME/gemm-backends.json``). Both backends compute
-in IEEE float32 with float32 accumulation: results differ by summation order only (~1e-6).
+version and thread count, cached in ``$SAMURAI_HOME/gemm-backends.json``; processes that start
+together measure once, under a file lock, and share that choice). Both backends compute in IEEE
+float32 with float32 accumulation: results differ by summation order only (~1e-6).
 
 :func:`linear` and :func:`matmul_nt` take oneDNN for float32 CPU tensors on x86-64 when autograd
 is off (oneDNN's op has no backward) and the measurement chose it for the product's shape class.
@@ -17,6 +18,7 @@ unset or ``auto`` measures.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -24,10 +26,16 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, each process measures on its own
+    fcntl = None  # type: ignore[assignment]
 
 ENV_VAR = "SAMURAI_ONEDNN"
 CACHE_FILE = "gemm-backends.json"
@@ -122,33 +130,65 @@ def measure_backends(repeats: int = 3) -> dict[str, dict[str, float]]:
     return timings
 
 
-def _calibrate(threads: int, path: Path) -> dict[str, bool]:
-    key = f"{_cpu_key()} | torch {torch.__version__} | threads {threads}"
+def _read_choice(path: Path, key: str) -> dict[str, bool] | None:
     try:
         cached = json.loads(path.read_text()).get(key)
     except (OSError, ValueError, AttributeError):
-        cached = None
+        return None
     if isinstance(cached, dict) and set(cached.get("onednn", {})) == set(CALIBRATION_SHAPES):
         return {kind: bool(v) for kind, v in cached["onednn"].items()}
-    start = time.perf_counter()
-    timings = measure_backends()
-    choice = {kind: t["onednn"] < t["aten"] for kind, t in timings.items()}
-    logger.debug(
-        "GEMM backends measured in %.0f ms: %s", 1e3 * (time.perf_counter() - start), timings
-    )
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock next to ``path`` (none where it cannot be taken: a read-only home,
+    a platform without ``fcntl``)."""
+    fd = None
     try:
-        try:
-            entries = json.loads(path.read_text())
-            entries = entries if isinstance(entries, dict) else {}
-        except (OSError, ValueError):
-            entries = {}
-        entries[key] = {"onednn": choice, "seconds": timings}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        if fcntl is not None:
+            fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError:
-        pass  # a read-only home: measure again in the next process
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _calibrate(threads: int, path: Path) -> dict[str, bool]:
+    key = f"{_cpu_key()} | torch {torch.__version__} | threads {threads}"
+    choice = _read_choice(path, key)
+    if choice is not None:
+        return choice
+    # Processes that start together (a server's workers) measure once, under the lock, and all
+    # read that choice: measured apart on a loaded machine they could choose differently and
+    # give the same job results ~1e-5 apart.
+    with _exclusive(path):
+        choice = _read_choice(path, key)
+        if choice is not None:
+            return choice
+        start = time.perf_counter()
+        timings = measure_backends()
+        choice = {kind: t["onednn"] < t["aten"] for kind, t in timings.items()}
+        logger.debug(
+            "GEMM backends measured in %.0f ms: %s", 1e3 * (time.perf_counter() - start), timings
+        )
+        try:
+            try:
+                entries = json.loads(path.read_text())
+                entries = entries if isinstance(entries, dict) else {}
+            except (OSError, ValueError):
+                entries = {}
+            entries[key] = {"onednn": choice, "seconds": timings}
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home: measure again in the next process
     return choice
 
 
