@@ -234,14 +234,19 @@ def test_block_projects_unpadded_tokens_as_upstream_does_padded_ones(
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_neck_top_down_levels() -> None:
-    torch.manual_seed(0)
-    neck = FpnNeck(
+def _small_neck() -> FpnNeck:
+    """SAM 2's neck layout (top-down into levels 2 and 3 only) at 8 channels."""
+    return FpnNeck(
         position_encoding=PositionEmbeddingSine(8),
         d_model=8,
         backbone_channel_list=[16, 8, 4, 2],
         fpn_top_down_levels=[2, 3],
     )
+
+
+def test_neck_top_down_levels() -> None:
+    torch.manual_seed(0)
+    neck = _small_neck()
     xs = [torch.randn(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([2, 4, 8, 16])]
     with torch.no_grad():
         out = neck(xs)
@@ -261,12 +266,7 @@ def test_neck_projects_levels_in_strips(strip_pixels: int, monkeypatch) -> None:
     projection of the whole lateral map, for strips that do and do not divide the map."""
     monkeypatch.setattr(image_encoder, "STRIP_PIXELS", strip_pixels)
     torch.manual_seed(1)
-    neck = FpnNeck(
-        position_encoding=PositionEmbeddingSine(8),
-        d_model=8,
-        backbone_channel_list=[16, 8, 4, 2],
-        fpn_top_down_levels=[2, 3],
-    )
+    neck = _small_neck()
     conv_s0, conv_s1 = torch.nn.Conv2d(8, 3, 1), torch.nn.Conv2d(8, 5, 1)
     # level 2 takes a top-down input and is projected whole; levels 0 and 1 go in strips
     conv_s2 = torch.nn.Conv2d(8, 4, 1)

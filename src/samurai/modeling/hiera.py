@@ -361,15 +361,17 @@ class Hiera(nn.Module):
         if count == 0:
             return 0, x, []
         keep = [i for i in range(count) if i in self.stage_ends or i == count - 1]
+        scales = [1] * count  # each block's output stride relative to x
+        for i, block in enumerate(self.blocks[:count]):
+            stride = 1 if block.q_stride is None else block.q_stride[0]
+            scales[i] = (scales[i - 1] if i else 1) * stride
         full: dict[int, torch.Tensor] = {}
         for top in range(0, x.shape[1], rows):
             y = x[:, top : top + rows]
-            scale = 1
             for i in range(count):
                 y = self.blocks[i](y)
-                stride = self.blocks[i].q_stride
-                scale *= 1 if stride is None else stride[0]
                 if i in keep:
+                    scale = scales[i]
                     if i not in full:
                         b, _, w, c = y.shape
                         full[i] = y.new_empty(b, x.shape[1] // scale, w, c)
