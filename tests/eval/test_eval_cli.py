@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,10 +36,32 @@ def make_got10k_val(root: Path, frames: list[Path], names: tuple[str, ...]) -> P
     return root
 
 
+def eval_command(*args: object) -> list[str]:
+    return [sys.executable, "-m", "samurai.cli", "eval", *map(str, args)]
+
+
+EVAL_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def samurai_eval(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "samurai.cli", "eval", *map(str, args)]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    command = eval_command(*args)
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=cwd, env=EVAL_ENV, timeout=300
+    )
+
+
+def worker_processes(parent: int) -> list[int]:
+    """The spawned worker processes of ``parent``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
 
 
 def tracking_args(checkpoint: Path) -> list[object]:
@@ -116,3 +140,44 @@ def test_ray_local_gives_the_results_of_two_workers(
     pool_report = json.loads((tmp_path / "pool" / "report.json").read_text())
     ray_report = json.loads((tmp_path / "ray" / "report.json").read_text())
     assert ray_report["overall"] == pool_report["overall"]
+
+
+def test_a_killed_worker_process_gets_its_sequence_redone(
+    tmp_path: Path, bedroom_frames: list[Path], synth_checkpoint
+):
+    names = tuple(f"GOT-10k_Val_00000{i}" for i in range(1, 5))  # 2 running, 1 queued
+    root = make_got10k_val(tmp_path / "GOT10k", bedroom_frames, names)
+    args = ["--dataset", "got10k", "--root", root, "--workers", 2, "--threads", 1]
+    args += tracking_args(synth_checkpoint("sam2.1_hiera_t"))
+    reference = samurai_eval(*args, "--out", "reference", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    proc = subprocess.Popen(
+        eval_command(*args, "--out", "killed"),
+        cwd=tmp_path, env=EVAL_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    results = tmp_path / "killed" / TRACKER
+    killed = None
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and killed is None and time.monotonic() < deadline:
+        # one sequence done, so the workers are tracking: kill one under its sequence
+        if results.is_dir() and any(results.glob("*/*_001.txt")):
+            workers = worker_processes(proc.pid)
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "a worker process died" in stderr
+    assert "| Tracker | AO | SR0.50 | SR0.75 |" in stdout
+    for name in names:
+        redone = results / name / f"{name}_001.txt"
+        assert (
+            redone.read_bytes()
+            == (tmp_path / "reference" / TRACKER / name / f"{name}_001.txt").read_bytes()
+        )
+    assert (
+        json.loads((tmp_path / "killed" / "report.json").read_text())["overall"]
+        == (json.loads((tmp_path / "reference" / "report.json").read_text())["overall"])
+    )

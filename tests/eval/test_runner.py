@@ -24,7 +24,7 @@ from samurai.eval.runner import (
     run_benchmark,
     tracker_label,
 )
-from samurai.eval.workers import _import_ray, check_ray_resources
+from samurai.eval.workers import PredictorSpec, SequenceTask, run_ray
 
 
 def make_got10k(root: Path, frames: list[Path], names: tuple[str, ...], split: str) -> Path:
@@ -212,19 +212,13 @@ def test_bad_input_gives_one_line_errors(lasot_root: Path, tmp_path: Path):
         config(lasot_root, tmp_path, workers=0)
 
 
-def test_missing_ray_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch):
+def test_missing_ray_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ValueError, match="needs Ray"):
-        _import_ray()
-
-
-def test_ray_actors_must_fit_the_cluster():
-    cluster = {"CPU": 16.0, "GPU": 1.0}
-    check_ray_resources(cluster, workers=4, cpus=4, gpus=0.25)
-    with pytest.raises(ValueError, match=r"2 workers x 1 GPU exceed the Ray cluster's 1"):
-        check_ray_resources(cluster, workers=2, cpus=1, gpus=1.0)
-    with pytest.raises(ValueError, match="CPU"):
-        check_ray_resources({"CPU": 2.0}, workers=3, cpus=1, gpus=0.0)
+    spec = PredictorSpec("sam2.1_hiera_t", None, "cpu", "float32", True, {})
+    task = SequenceTask("cat-1", ("0.jpg",), (1.0, 2.0, 3.0, 4.0))
+    ray_config = config(tmp_path, tmp_path, ray_address="local")
+    with pytest.raises(ValueError, match=r"--ray-address needs Ray: pip install"):
+        list(run_ray(ray_config, spec, [task], workers=1))
 
 
 def test_tracker_names():

@@ -25,6 +25,7 @@ from samurai.batch.executor import (
     Outcome,
     RayExecutor,
     WorkerFactory,
+    gpu_queue,
     run_in_process,
     run_processes,
 )
@@ -328,7 +329,7 @@ def _execute(
     out = str(config.out)
     tasks = [LocalTask(job, out) for job in jobs]
     if workers > 1:
-        devices = _gpu_queue(spec.device, workers)
+        devices = gpu_queue(spec.device, workers)
         args = (spec, config.threads_per_worker)
         factory = WorkerFactory(BatchWorker, args, {} if devices is None else {"devices": devices})
         runs = run_processes(factory, tasks, workers=workers, max_attempts=config.max_attempts)
@@ -337,24 +338,6 @@ def _execute(
         runs = run_in_process(worker, tasks)
     for index, outcome in runs:
         yield jobs[index], outcome
-
-
-def _gpu_queue(device: str, workers: int) -> Any:
-    """With ``cuda`` and several GPUs: a queue handing the worker processes ``cuda:0``,
-    ``cuda:1``, ... in turn (as ``samurai eval --workers`` does); None otherwise."""
-    if device != "cuda":
-        return None
-    import torch
-
-    count = torch.cuda.device_count()
-    if count < 2:
-        return None
-    from multiprocessing import get_context
-
-    queue = get_context("spawn").SimpleQueue()
-    for index in range(workers):
-        queue.put(f"cuda:{index % count}")
-    return queue
 
 
 def _on_ray(

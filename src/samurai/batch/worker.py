@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from samurai.batch.executor import node_name, take_device
 from samurai.batch.manifest import BatchJob
 
 __all__ = [
@@ -157,14 +156,12 @@ class BatchWorker:
         if threads is not None:
             torch.set_num_threads(threads)
         if devices is not None:
-            device = devices.get()
-            devices.put(device)  # back in line: a restarted pool's workers find it again
-            spec = replace(spec, device=device)
+            spec = replace(spec, device=take_device(devices))
         self.manager = spec.build() if manager is None else manager
 
     def ready(self) -> str:
         """Where this worker runs (called once when it starts)."""
-        return _node_name()
+        return node_name()
 
     def run(self, task: LocalTask | ShippedTask) -> JobReport:
         if isinstance(task, LocalTask):
@@ -212,7 +209,7 @@ class BatchWorker:
         outputs = tuple(sorted(Path(p).name for p in summary.outputs.values()))
         seconds = time.perf_counter() - started
         return JobReport(
-            job.job_id, summary.num_frames, seconds, outputs, _node_name(), tracker=summary.tracker
+            job.job_id, summary.num_frames, seconds, outputs, node_name(), tracker=summary.tracker
         )
 
 
@@ -270,10 +267,3 @@ def write_shipped(report: JobReport, out_dir: Path) -> None:
         staged.append(stage)
     for stage in staged:
         stage.finish(True)
-
-
-def _node_name() -> str:
-    ray = sys.modules.get("ray")  # only set in Ray workers: no import cost elsewhere
-    if ray is not None and ray.is_initialized():
-        return str(ray.get_runtime_context().get_node_id())
-    return socket.gethostname()

@@ -40,7 +40,7 @@ from samurai.eval.workers import (
     PredictorSpec,
     SequenceOutput,
     SequenceTask,
-    run_in_process,
+    run_here,
     run_pool,
     run_ray,
 )
@@ -348,7 +348,7 @@ def _execute(
         return run_ray(config, spec, tasks, workers)
     if config.workers > 1:
         return run_pool(spec, tasks, workers, config.threads_per_worker)
-    return run_in_process(spec, tasks, predictor)
+    return run_here(spec, tasks, predictor)
 
 
 def report_benchmark(

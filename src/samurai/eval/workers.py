@@ -2,25 +2,31 @@
 
 A worker builds its predictor once from a picklable `PredictorSpec` and tracks `SequenceTask`s
 into `SequenceOutput`s; the three runners yield ``(task, output or exception)`` as sequences end.
+They run on `samurai.batch.executor`, as batch tracking does: a sequence whose worker dies
+(killed, out of memory, Ray node lost) runs again on another worker, up to three times.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import signal
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from samurai.batch.executor import (
+    RayExecutor,
+    WorkerFactory,
+    gpu_queue,
+    node_name,
+    run_in_process,
+    run_processes,
+    take_device,
+)
 
 if TYPE_CHECKING:
     from samurai.eval.runner import EvalConfig
@@ -111,140 +117,65 @@ def track_sequence(predictor: Any, task: SequenceTask, *, dtype: str = "float32"
 
 
 class SequenceTracker:
-    """One model and the tracking loop: a process-pool worker's state and the Ray actor."""
+    """One model and the tracking loop: a process-pool worker, a Ray actor, or in-process."""
 
-    def __init__(self, spec: PredictorSpec, threads: int | None, predictor: Any = None) -> None:
+    def __init__(
+        self,
+        spec: PredictorSpec,
+        threads: int | None,
+        predictor: Any = None,
+        devices: Any = None,
+    ) -> None:
+        """``devices``: a `gpu_queue` this worker takes its device from (local processes over
+        several GPUs)."""
         import torch
 
         if threads is not None:
             torch.set_num_threads(threads)
+        if devices is not None:
+            spec = replace(spec, device=take_device(devices))
         self.predictor = spec.build() if predictor is None else predictor
         self.dtype = spec.dtype
         if spec.dtype == "bfloat16":  # split-bfloat16 layers, as samurai track --dtype bfloat16
             self.predictor.model.set_compute_dtype(torch.bfloat16)
 
-    def track(self, task: SequenceTask) -> SequenceOutput:
+    def ready(self) -> str:
+        """Where this worker runs (called once when it starts)."""
+        return node_name()
+
+    def run(self, task: SequenceTask) -> SequenceOutput:
         return track_sequence(self.predictor, task, dtype=self.dtype)
-
-
-_WORKER: SequenceTracker | None = None
-
-
-def _init_pool_worker(spec: PredictorSpec, threads: int, devices: Any) -> None:
-    global _WORKER  # one model per worker process, built once
-    # Ctrl-C reaches the whole process group: workers leave silently, the driver reports it
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
-    if devices is not None:  # several GPUs: one per worker, round robin
-        spec = PredictorSpec(**{**asdict(spec), "device": devices.get()})
-    _WORKER = SequenceTracker(spec, threads)
-
-
-def _pool_track(task: SequenceTask) -> SequenceOutput:
-    assert _WORKER is not None, "worker not initialised"
-    return _WORKER.track(task)
 
 
 Outcome = SequenceOutput | BaseException
 
 
-def run_in_process(
+def run_here(
     spec: PredictorSpec, tasks: list[SequenceTask], predictor: Any
 ) -> Iterator[tuple[SequenceTask, Outcome]]:
-    worker = SequenceTracker(spec, None, predictor)
-    for task in tasks:
-        try:
-            yield task, worker.track(task)
-        except (ValueError, RuntimeError, OSError) as error:
-            yield task, error
+    """Track every sequence in this process, in order (``predictor`` if given, else built)."""
+    for index, outcome in run_in_process(SequenceTracker(spec, None, predictor), tasks):
+        yield tasks[index], outcome
 
 
 def run_pool(
     spec: PredictorSpec, tasks: list[SequenceTask], workers: int, threads: int
 ) -> Iterator[tuple[SequenceTask, Outcome]]:
-    context = get_context("spawn")
-    devices = None
-    if spec.device == "cuda":
-        import torch
-
-        if torch.cuda.device_count() > 1:
-            devices = context.SimpleQueue()
-            for index in range(workers):
-                devices.put(f"cuda:{index % torch.cuda.device_count()}")
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_init_pool_worker,
-        initargs=(spec, threads, devices),
-    ) as pool:
-        futures: dict[Future[SequenceOutput], SequenceTask] = {
-            pool.submit(_pool_track, task): task for task in tasks
-        }
-        try:
-            while futures:
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task = futures.pop(future)
-                    error = future.exception()
-                    yield task, error if error is not None else future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError(
-            "--ray-address needs Ray: pip install 'samurai-tracker[eval]' (or pip install ray)"
-        ) from None
-    return ray
+    """Track on ``workers`` spawned processes of ``threads`` torch threads each."""
+    devices = gpu_queue(spec.device, workers)
+    factory = WorkerFactory(SequenceTracker, (spec, threads), {"devices": devices})
+    for index, outcome in run_processes(factory, tasks, workers=workers):
+        yield tasks[index], outcome
 
 
 def run_ray(
     config: EvalConfig, spec: PredictorSpec, tasks: list[SequenceTask], workers: int
 ) -> Iterator[tuple[SequenceTask, Outcome]]:
-    ray = _import_ray()
+    """Track on ``workers`` Ray actors at ``config.ray_address`` (``local`` starts Ray here)."""
     threads = config.threads_per_worker
-    started = not ray.is_initialized()
-    if started and config.ray_address == "local":
-        cores = max(os.cpu_count() or 1, workers * threads)
-        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING)
-    elif started:
-        ray.init(address=config.ray_address, logging_level=logging.WARNING)
-    try:
-        gpus = (config.gpus_per_worker or 1.0) if spec.device.startswith("cuda") else 0.0
-        check_ray_resources(ray.cluster_resources(), workers=workers, cpus=threads, gpus=gpus)
-        actor_class = ray.remote(num_cpus=threads, num_gpus=gpus)(SequenceTracker)
-        actors = [actor_class.remote(spec, threads) for _ in range(workers)]
-        queue, pending = deque(tasks), {}
-        for actor in actors:
-            if queue:
-                task = queue.popleft()
-                pending[actor.track.remote(task)] = (actor, task)
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            actor, task = pending.pop(ref)
-            try:
-                outcome: Outcome = ray.get(ref)
-            except Exception as error:  # a RayTaskError wraps the worker's exception
-                outcome = getattr(error, "cause", None) or error
-            yield task, outcome
-            if queue:
-                task = queue.popleft()
-                pending[actor.track.remote(task)] = (actor, task)
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def check_ray_resources(
-    available: Mapping[str, float], *, workers: int, cpus: float, gpus: float
-) -> None:
-    """Refuse actors the cluster can never place (their tasks would wait forever)."""
-    for resource, each in (("CPU", cpus), ("GPU", gpus)):
-        total = available.get(resource, 0.0)
-        if each > 0 and workers * each > total:
-            raise ValueError(
-                f"{workers} workers x {each:g} {resource} exceed the Ray cluster's {total:g}: "
-                f"lower --workers, or --threads / --gpus-per-worker"
-            )
+    gpus = (config.gpus_per_worker or 1.0) if spec.device.startswith("cuda") else 0.0
+    factory = WorkerFactory(SequenceTracker, (spec, threads))
+    address = str(config.ray_address)
+    with RayExecutor(factory, address=address, workers=workers, cpus=threads, gpus=gpus) as ray:
+        for index, outcome in ray.run(tasks):
+            yield tasks[index], outcome
