@@ -38,6 +38,7 @@ __all__ = [
     "node_name",
     "run_in_process",
     "run_processes",
+    "take_device",
 ]
 
 logger = logging.getLogger(__name__)
