@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,26 @@ def processes() -> dict[int, tuple[int, str]]:
             continue
         table[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
     return table
+
+
+def kill_a_worker_when(
+    proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 240.0
+) -> int | None:
+    """SIGKILL one spawned worker process of ``proc`` as soon as ``ready()``; its pid, or None
+    when ``proc`` ended (or ``timeout`` passed) first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ready():
+            workers = [
+                pid
+                for pid, (parent, cmd) in processes().items()
+                if parent == proc.pid and "spawn_main" in cmd
+            ]
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                return workers[0]
+        time.sleep(0.02)
+    return None
 
 
 class LocalRayCluster:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.helpers import CLI, ENV, SIZE, journal, processes, run_cli, tree
+from batch.helpers import CLI, ENV, SIZE, journal, kill_a_worker_when, processes, run_cli, tree
 from samurai.batch import JobOptions, load_manifest
 from samurai.manager import InferenceManager
 
@@ -157,20 +157,11 @@ def test_a_killed_worker_process_gets_its_jobs_redone(
     proc = subprocess.Popen(
         [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    killed = None
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and killed is None and time.monotonic() < deadline:
-        path = tmp_path / "batch.jsonl"
-        if path.exists() and len(path.read_text().splitlines()) >= 2:  # one job done, two to go
-            workers = [
-                pid
-                for pid, (parent, cmd) in processes().items()
-                if parent == proc.pid and "spawn_main" in cmd
-            ]
-            if workers:
-                os.kill(workers[0], signal.SIGKILL)
-                killed = workers[0]
-        time.sleep(0.02)
+    journal_file = tmp_path / "batch.jsonl"
+    # one job done, two to go
+    killed = kill_a_worker_when(
+        proc, lambda: journal_file.exists() and len(journal_file.read_text().splitlines()) >= 2
+    )
     stdout, stderr = proc.communicate(timeout=300)
     assert killed is not None, "the batch ended before a worker could be killed"
     assert proc.returncode == 0, stderr[-3000:]

@@ -7,7 +7,8 @@ from multiprocessing import get_context
 
 import pytest
 
-from samurai.batch.executor import check_ray_resources, gpu_queue, take_device
+from samurai.batch.executor import check_ray_resources
+from samurai.batch.placement import gpu_queue, take_device
 
 
 def test_a_worker_the_cluster_can_never_place_is_refused() -> None:

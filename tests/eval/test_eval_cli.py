@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from batch.helpers import kill_a_worker_when
 from eval_layouts import GT, NUM_FRAMES, make_lasot
 from samurai.eval.results import load_boxes
 
@@ -48,20 +47,6 @@ def samurai_eval(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, capture_output=True, text=True, cwd=cwd, env=EVAL_ENV, timeout=300
     )
-
-
-def worker_processes(parent: int) -> list[int]:
-    """The spawned worker processes of ``parent``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
-            pids.append(int(entry.name))
-    return pids
 
 
 def tracking_args(checkpoint: Path) -> list[object]:
@@ -156,16 +141,8 @@ def test_a_killed_worker_process_gets_its_sequence_redone(
         cwd=tmp_path, env=EVAL_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     results = tmp_path / "killed" / TRACKER
-    killed = None
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and killed is None and time.monotonic() < deadline:
-        # one sequence done, so the workers are tracking: kill one under its sequence
-        if results.is_dir() and any(results.glob("*/*_001.txt")):
-            workers = worker_processes(proc.pid)
-            if workers:
-                os.kill(workers[0], signal.SIGKILL)
-                killed = workers[0]
-        time.sleep(0.02)
+    # one sequence done, so the workers are tracking: kill one under its sequence
+    killed = kill_a_worker_when(proc, lambda: any(results.glob("*/*_001.txt")))
     stdout, stderr = proc.communicate(timeout=300)
     assert killed is not None, "the run ended before a worker could be killed"
     assert proc.returncode == 0, stderr[-3000:]

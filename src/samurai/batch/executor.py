@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,12 +32,9 @@ __all__ = [
     "WorkerLost",
     "check_ray_resources",
     "connect_ray",
-    "gpu_queue",
     "import_ray",
-    "node_name",
     "run_in_process",
     "run_processes",
-    "take_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,39 +56,6 @@ class WorkerFactory:
 
     def build(self) -> Any:
         return self.cls(*self.args, **self.kwargs)
-
-
-def gpu_queue(device: str, workers: int) -> Any:
-    """With ``cuda`` and several GPUs: a queue handing local worker processes ``cuda:0``,
-    ``cuda:1``, ... in turn (pass it to the workers, which call `take_device`); None otherwise.
-    Ray assigns GPUs itself."""
-    if device != "cuda":
-        return None
-    import torch
-
-    count = torch.cuda.device_count()
-    if count < 2:
-        return None
-    queue = get_context("spawn").SimpleQueue()
-    for index in range(workers):
-        queue.put(f"cuda:{index % count}")
-    return queue
-
-
-def take_device(devices: Any) -> str:
-    """A worker's device from a `gpu_queue`, put back in line so that the workers of a pool
-    rebuilt after a death find one too."""
-    device = devices.get()
-    devices.put(device)
-    return str(device)
-
-
-def node_name() -> str:
-    """Where this worker runs: the Ray node id inside a Ray worker, else the host name."""
-    ray = sys.modules.get("ray")  # only set in Ray workers: no import cost elsewhere
-    if ray is not None and ray.is_initialized():
-        return str(ray.get_runtime_context().get_node_id())
-    return socket.gethostname()
 
 
 def run_in_process(worker: Any, tasks: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:

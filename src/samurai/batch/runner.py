@@ -25,11 +25,11 @@ from samurai.batch.executor import (
     Outcome,
     RayExecutor,
     WorkerFactory,
-    gpu_queue,
     run_in_process,
     run_processes,
 )
 from samurai.batch.manifest import BatchJob
+from samurai.batch.placement import gpu_queue
 from samurai.batch.worker import (
     BatchWorker,
     JobReport,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from samurai.batch.executor import node_name, take_device
 from samurai.batch.manifest import BatchJob
+from samurai.batch.placement import node_name, take_device
 
 __all__ = [
     "BatchWorker",

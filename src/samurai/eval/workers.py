@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from samurai.batch.executor import (
-    RayExecutor,
-    WorkerFactory,
-    gpu_queue,
-    node_name,
-    run_in_process,
-    run_processes,
-    take_device,
-)
+from samurai.batch.executor import RayExecutor, WorkerFactory, run_in_process, run_processes
+from samurai.batch.placement import gpu_queue, node_name, take_device
 
 if TYPE_CHECKING:
     from samurai.eval.runner import EvalConfig
